@@ -1,0 +1,3 @@
+from ecsd.cli import main
+
+main()

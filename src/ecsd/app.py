@@ -1,0 +1,106 @@
+"""Builds the ASGI application: routes, middleware, error handlers, and the lifespan that opens the
+store, migrates it, seeds a fresh install and starts the in-process job worker.
+
+The request pipeline, outside in: RequestIdMiddleware -> router -> endpoint() wrapper
+(authenticate, check project) -> handler (parse -> domain -> shape).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json as stdjson
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from ecsd.config import Settings
+from ecsd.domain import seed
+from ecsd.domain.errors import EcsError
+from ecsd.domain.jobtypes import all_job_types
+from ecsd.drivers.simulated import SimulatedDriver
+from ecsd.engine.engine import Engine
+from ecsd.http import changeos, flavors, identity, images, jobs, keypairs, servers, versions
+from ecsd.http.auth import Authenticator
+from ecsd.http.core import RequestIdMiddleware, on_ecs_error, on_http_exception, on_unexpected
+from ecsd.store import migrate
+from ecsd.store.db import Store
+
+log = logging.getLogger("ecsd")
+
+
+@dataclass
+class Services:
+    """Everything a handler may reach, built once per process."""
+
+    settings: Settings
+    store: Store
+    auth: Authenticator
+    driver: Any
+    engine: Engine
+
+    def submitted(self) -> None:
+        """Called after a transaction that inserted jobs has committed."""
+        self.engine.notify()
+
+
+def make_driver(settings: Settings) -> Any:
+    if settings.driver == "simulated":
+        return SimulatedDriver(delay=settings.sim_delay)
+    raise SystemExit(f"unknown driver {settings.driver!r} (available: simulated)")
+
+
+def prepare_store(settings: Settings) -> tuple[Store, dict | None]:
+    """Open, migrate and (first start only) seed the database. Returns the new credentials, if any."""
+    if settings.database_url is None:
+        os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
+    store = Store(settings.url)
+    migrate.upgrade(store.engine)
+    creds = None
+    if settings.seed_demo:
+        with store.tx() as conn:
+            if not seed.is_seeded(conn):
+                creds = seed.seed_demo(conn, settings.region)
+    return store, creds
+
+
+def write_credentials(settings: Settings, creds: dict) -> str:
+    path = os.path.join(settings.data_dir, "credentials.json")
+    os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        stdjson.dump({**creds, "auth_url": f"{settings.endpoint}/v3", "endpoint": settings.endpoint}, fh, indent=2)
+    os.chmod(path, 0o600)
+    return path
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        store, creds = prepare_store(settings)
+        if creds is not None:
+            path = write_credentials(settings, creds)
+            log.warning("first start: demo credentials written to %s", path)
+        driver = make_driver(settings)
+        engine = Engine(store, driver, all_job_types(), owner=settings.worker_name,
+                        lease_seconds=settings.lease_seconds, max_inflight=settings.max_inflight_jobs)
+        app.state.services = Services(settings, store, Authenticator(store), driver, engine)
+        if settings.run_worker:
+            await engine.start()
+        try:
+            yield
+        finally:
+            if settings.run_worker:
+                await engine.stop()
+            store.close()
+
+    routes = []
+    for module in (versions, identity, images, flavors, keypairs, servers, changeos, jobs):
+        routes.extend(module.routes)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        EcsError: on_ecs_error, HTTPException: on_http_exception, Exception: on_unexpected})
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,60 @@
+"""Settings: one dataclass, filled from command-line flags and ``ECSD_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+
+def default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "ecsd")
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be a number of seconds, not {raw!r}") from exc
+    if value < 0:
+        raise SystemExit(f"{name} must not be negative")
+    return value
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = field(default_factory=default_data_dir)
+    database_url: str | None = None          # None: SQLite file in data_dir
+    driver: str = "simulated"
+    # Seconds the simulated driver spends on each step (ECSD_SIM_DELAY). About 0.3 s per step makes
+    # a change OS take 1-3 s, so that polling clients see RUNNING as they would on the cloud.
+    sim_delay: float = field(default_factory=lambda: _env_float("ECSD_SIM_DELAY", 0.3))
+    run_worker: bool = True
+    worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    lease_seconds: float = field(default_factory=lambda: _env_float("ECSD_LEASE_SECONDS", 15.0))
+    max_inflight_jobs: int = 10000
+    token_ttl: float = 24 * 3600.0
+    max_body_bytes: int = 256 * 1024
+    # The URL this service tells clients to use (token catalog). None: http://host:port
+    public_url: str | None = None
+    region: str = "eu-de"
+    seed_demo: bool = True
+
+    @property
+    def url(self) -> str:
+        from ecsd.store.db import sqlite_url
+
+        return self.database_url or sqlite_url(self.data_dir)
+
+    @property
+    def endpoint(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"

@@ -1,0 +1,39 @@
+"""The one exception type the domain raises: an ECS error code with its HTTP status and message.
+
+The HTTP layer turns it into ``{"error": {"code", "message"[, "details"]}}``; status and default
+message come from the reference's catalogue (``error_catalogue.py``).
+"""
+
+from __future__ import annotations
+
+from ecsd.domain.error_catalogue import CATALOGUE
+
+# Codes the reference does not list but a production service still needs (decisions.md, "Errors").
+EXTRA: dict[str, tuple[int, str]] = {
+    "Common.0404": (404, "The requested resource does not exist."),
+    "Common.0405": (405, "The request method is not allowed for this resource."),
+}
+
+
+class EcsError(Exception):
+    """A documented ECS error. ``detail`` becomes one entry of ``details`` (what exactly was wrong)."""
+
+    def __init__(self, code: str, detail: str | None = None, *, status: int | None = None,
+                 message: str | None = None) -> None:
+        known = CATALOGUE.get(code) or EXTRA.get(code) or (400, "Request error.")
+        self.code = code
+        self.status = status if status is not None else known[0]
+        self.message = message if message is not None else known[1]
+        self.detail = detail
+        super().__init__(f"{code}: {detail or self.message}")
+
+    def body(self) -> dict:
+        err: dict = {"code": self.code, "message": self.message}
+        if self.detail:
+            err["details"] = [{"code": self.code, "message": self.detail}]
+        return {"error": err}
+
+
+def invalid(detail: str) -> EcsError:
+    """Ecs.0005, the reference's code for every malformed or out-of-range parameter."""
+    return EcsError("Ecs.0005", detail)

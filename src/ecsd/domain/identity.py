@@ -1,0 +1,200 @@
+"""Domains, users, projects and tokens: the IAM side a caller needs before any ECS call.
+
+Passwords are stored as scrypt hashes; tokens as the SHA-256 of their value. A validated token is
+cached in memory for a few seconds so that the hot path does not hit the database per request;
+revocation in another process therefore takes effect within ``IdentityCache.ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import and_, select
+from sqlalchemy.engine import Connection
+
+from ecsd.domain import clock
+from ecsd.domain.errors import EcsError
+from ecsd.store.schema import domains, memberships, projects, tokens, users
+
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, salt_hex, digest_hex = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    digest = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt_hex), dklen=32, **_SCRYPT)
+    return hmac.compare_digest(digest.hex(), digest_hex)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling, and in which project (a project-scoped token or an AK/SK's user)."""
+
+    user_id: str
+    user_name: str
+    domain_id: str
+    domain_name: str
+    project_id: str
+    project_name: str
+    expires_at: float
+    issued_at: float
+
+
+# --- records ------------------------------------------------------------------------------------------
+
+def create_domain(conn: Connection, name: str) -> str:
+    domain_id = clock.new_hex_id()
+    conn.execute(domains.insert().values(id=domain_id, name=name, created_at=clock.now()))
+    return domain_id
+
+
+def create_user(conn: Connection, domain_id: str, name: str, password: str) -> str:
+    user_id = clock.new_hex_id()
+    conn.execute(users.insert().values(id=user_id, domain_id=domain_id, name=name,
+                                       password_hash=hash_password(password), created_at=clock.now()))
+    return user_id
+
+
+def create_project(conn: Connection, domain_id: str, name: str, description: str = "") -> str:
+    project_id = clock.new_hex_id()
+    conn.execute(projects.insert().values(id=project_id, domain_id=domain_id, name=name,
+                                          description=description, created_at=clock.now()))
+    return project_id
+
+
+def add_member(conn: Connection, user_id: str, project_id: str) -> None:
+    conn.execute(memberships.insert().values(user_id=user_id, project_id=project_id))
+
+
+# --- tokens ----------------------------------------------------------------------------------------------
+
+_UNAUTHORIZED = "The request you have made requires authentication."
+
+
+def _unauthorized(detail: str) -> EcsError:
+    return EcsError("Common.0013", detail, status=401)
+
+
+def issue_token(conn: Connection, *, domain_name: str | None, domain_id: str | None, user_name: str | None,
+                user_id: str | None, password: str, project_name: str | None, project_id: str | None,
+                project_domain_name: str | None, project_domain_id: str | None,
+                ttl: float) -> tuple[str, Identity]:
+    """Password authentication with project scope. Returns the token value and its identity."""
+    q = select(users.c.id, users.c.name, users.c.password_hash, users.c.enabled, domains.c.id.label("did"),
+               domains.c.name.label("dname"), domains.c.enabled.label("denabled")).join(
+        domains, domains.c.id == users.c.domain_id)
+    if user_id:
+        q = q.where(users.c.id == user_id)
+    else:
+        if domain_id:
+            q = q.where(and_(users.c.name == user_name, domains.c.id == domain_id))
+        else:
+            q = q.where(and_(users.c.name == user_name, domains.c.name == domain_name))
+    user = conn.execute(q).first()
+    # Verify a password even for an unknown user, so that timing does not reveal which names exist.
+    if user is None:
+        verify_password(password, _DUMMY_HASH)
+        raise _unauthorized("The username or password is wrong.")
+    if not verify_password(password, user.password_hash) or not user.enabled or not user.denabled:
+        raise _unauthorized("The username or password is wrong.")
+
+    pq = select(projects.c.id, projects.c.name, projects.c.enabled).join(
+        memberships, and_(memberships.c.project_id == projects.c.id, memberships.c.user_id == user.id))
+    if project_id:
+        pq = pq.where(projects.c.id == project_id)
+    else:
+        pdomain = project_domain_id or user.did
+        if project_domain_name and not project_domain_id:
+            pdomain = conn.execute(select(domains.c.id).where(domains.c.name == project_domain_name)).scalar()
+        pq = pq.where(and_(projects.c.name == project_name, projects.c.domain_id == pdomain))
+    project = conn.execute(pq).first()
+    if project is None or not project.enabled:
+        raise _unauthorized("The user has no access to the requested project.")
+
+    value = "ecsd_" + secrets.token_urlsafe(48)
+    issued = clock.now()
+    conn.execute(tokens.insert().values(token_hash=token_hash(value), user_id=user.id, project_id=project.id,
+                                        issued_at=issued, expires_at=issued + ttl))
+    return value, Identity(user.id, user.name, user.did, user.dname, project.id, project.name,
+                           issued + ttl, issued)
+
+
+_DUMMY_HASH = hash_password(secrets.token_hex(8))
+
+
+def lookup_token(conn: Connection, value: str) -> Identity | None:
+    row = conn.execute(
+        select(tokens.c.user_id, tokens.c.project_id, tokens.c.expires_at, tokens.c.issued_at,
+               tokens.c.revoked, users.c.name.label("uname"), users.c.enabled.label("uenabled"),
+               domains.c.id.label("did"), domains.c.name.label("dname"), projects.c.name.label("pname"))
+        .join(users, users.c.id == tokens.c.user_id)
+        .join(domains, domains.c.id == users.c.domain_id)
+        .join(projects, projects.c.id == tokens.c.project_id)
+        .where(tokens.c.token_hash == token_hash(value))
+    ).first()
+    if row is None or row.revoked or not row.uenabled or row.expires_at <= clock.now():
+        return None
+    return Identity(row.user_id, row.uname, row.did, row.dname, row.project_id, row.pname,
+                    row.expires_at, row.issued_at)
+
+
+def revoke_token(conn: Connection, value: str) -> bool:
+    res = conn.execute(tokens.update().where(tokens.c.token_hash == token_hash(value)).values(revoked=True))
+    return res.rowcount > 0
+
+
+class IdentityCache:
+    """token value -> (Identity, cached_until). Bounded; entries live ``ttl`` seconds at most."""
+
+    def __init__(self, ttl: float = 5.0, max_entries: int = 100_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[Identity, float]] = {}
+
+    def get(self, value: str) -> Identity | None:
+        hit = self._entries.get(value)
+        if hit is None:
+            return None
+        ident, until = hit
+        if until <= clock.now():
+            self._entries.pop(value, None)
+            return None
+        return ident
+
+    def put(self, value: str, ident: Identity) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[value] = (ident, min(ident.expires_at, clock.now() + self.ttl))
+
+    def drop(self, value: str) -> None:
+        self._entries.pop(value, None)
+
+
+def user_projects(conn: Connection, user_id: str) -> list[dict]:
+    rows = conn.execute(
+        select(projects).join(memberships, memberships.c.project_id == projects.c.id)
+        .where(memberships.c.user_id == user_id).order_by(projects.c.name)
+    ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def user_in_domain(conn: Connection, user_id: str, domain_id: str) -> bool:
+    return conn.execute(select(users.c.id).where(and_(users.c.id == user_id, users.c.domain_id == domain_id))
+                        ).first() is not None

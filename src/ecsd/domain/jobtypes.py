@@ -1,0 +1,15 @@
+"""Every job type the engine can run, collected from the domain modules that define them."""
+
+from __future__ import annotations
+
+from ecsd.engine.engine import JobType
+
+
+def all_job_types() -> dict[str, JobType]:
+    from ecsd.domain import changeos, lifecycle
+
+    types: dict[str, JobType] = {}
+    for module in (changeos, lifecycle):
+        for jt in module.JOB_TYPES:
+            types[jt.name] = jt
+    return types

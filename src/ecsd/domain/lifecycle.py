@@ -1,0 +1,3 @@
+"""(being written)"""
+
+JOB_TYPES: list = []

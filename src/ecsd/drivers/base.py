@@ -1,0 +1,48 @@
+"""The compute driver interface. Every method is idempotent: a step resumed after a crash calls it again.
+
+Ids (server, volume) are chosen by the domain before a step runs and kept in the job's params, so a
+repeated call names the same resource: "create disk V" when V exists is a no-op, "delete disk V"
+when V is gone is a no-op, "attach V" when attached is a no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class DriverError(Exception):
+    """The backend refused or failed an operation; the job fails with the step's ECS error code."""
+
+
+@dataclass(frozen=True)
+class DiskSource:
+    """The image a system disk is created from, as the driver needs it."""
+
+    image_id: str
+    disk_format: str
+    min_disk: int
+    properties: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Injection:
+    """What goes into a new system disk so that the owner can log in (images without Cloud-Init too)."""
+
+    public_keys: tuple[str, ...] = ()
+    admin_pass: str | None = None
+    user_data: bytes | None = None
+
+
+class ComputeDriver(Protocol):
+    name: str
+
+    async def create_disk(self, volume_id: str, source: DiskSource, size_gb: int) -> None: ...
+    async def delete_disk(self, volume_id: str) -> None: ...
+    async def inject(self, volume_id: str, what: Injection) -> None: ...
+    async def attach(self, server_id: str, volume_id: str, device: str) -> None: ...
+    async def detach(self, server_id: str, volume_id: str) -> None: ...
+    async def start(self, server_id: str, boot_volume: str | None = None) -> None: ...
+    async def stop(self, server_id: str, hard: bool = False) -> None: ...
+    async def reboot(self, server_id: str, hard: bool = False) -> None: ...
+    async def destroy(self, server_id: str) -> None: ...

@@ -1,0 +1,1 @@
+"""Durable asynchronous jobs: claim, lease, heartbeat, checkpoint, resume. Knows no business rules."""

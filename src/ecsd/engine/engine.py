@@ -1,0 +1,335 @@
+"""The job engine: durable ECS jobs run as asyncio tasks, with leases, fenced checkpoints and resume.
+
+A job is a row of ``jobs`` (the same row ``GET /v1/{project_id}/jobs/{job_id}`` shows). Its type
+declares an ordered list of steps; each step has an idempotent *act* (driver work, awaited) and a
+*record* (database changes) that commits in one transaction with the checkpoint ``step = i + 1``.
+
+* Claim: a worker takes INIT jobs, and RUNNING jobs whose lease has expired (their worker died),
+  by setting ``owner`` and ``lease_until`` (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN
+  IMMEDIATE`` on SQLite). It resumes them at ``step``, the first step not yet checkpointed.
+* Fence: every checkpoint and the final status update are ``WHERE job_id = ? AND owner = ?``; a
+  worker that lost its lease finds no row and stops before doing more.
+* Heartbeat: one statement per worker extends the leases of all of its jobs.
+* No thread per job: thousands of jobs are coroutines on one event loop.
+
+The engine knows nothing of servers: job types are handed in by the domain (``domain/jobtypes.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import orjson
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.engine import Connection
+
+from ecsd.domain import clock
+from ecsd.domain import states as st
+from ecsd.store.db import Store
+from ecsd.store.schema import jobs
+
+log = logging.getLogger("ecsd.engine")
+
+
+class StepFailed(Exception):
+    """Raised by a step's act: the job fails with this ECS error code and reason."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass
+class JobContext:
+    job_id: str
+    job_type: str
+    project_id: str
+    server_id: str | None
+    parent_id: str | None
+    params: dict[str, Any]
+    attempts: int
+    driver: Any
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    act: Callable[[JobContext], Awaitable[None]] | None = None
+    record: Callable[[Connection, JobContext], None] | None = None
+    error_code: str = "Common.0001"     # the job's error_code when act raises something unexpected
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    steps: tuple[Step, ...]
+    # Settles the domain state when the job fails; runs in the transaction that marks the job FAIL.
+    on_fail: Callable[[Connection, JobContext, str, str], None] | None = None
+    # Undoes driver work of a failed job (e.g. deletes a half-created disk); idempotent, best effort.
+    cleanup: Callable[[JobContext], Awaitable[None]] | None = None
+
+
+@dataclass
+class _Claimed:
+    job_id: str
+    job_type: str
+    project_id: str
+    server_id: str | None
+    parent_id: str | None
+    params: str
+    step: int
+    attempts: int
+
+
+# --- statements (plain functions of a connection: they run inside Store.run) ----------------------
+
+def _claim(conn: Connection, owner: str, now: float, lease: float, limit: int, is_sqlite: bool) -> list[_Claimed]:
+    pick = (select(jobs.c.job_id)
+            .where(and_(jobs.c.runnable.is_(True),
+                        or_(jobs.c.status == st.JOB_INIT,
+                            and_(jobs.c.status == st.JOB_RUNNING, jobs.c.lease_until < now))))
+            .order_by(jobs.c.created_at).limit(limit))
+    if not is_sqlite:
+        pick = pick.with_for_update(skip_locked=True)
+    ids = [r[0] for r in conn.execute(pick)]
+    if not ids:
+        return []
+    conn.execute(jobs.update().where(jobs.c.job_id.in_(ids)).values(
+        status=st.JOB_RUNNING, owner=owner, lease_until=now + lease, attempts=jobs.c.attempts + 1,
+        begin_time=func.coalesce(jobs.c.begin_time, now)))
+    rows = conn.execute(select(jobs.c.job_id, jobs.c.job_type, jobs.c.project_id, jobs.c.server_id,
+                               jobs.c.parent_id, jobs.c.params, jobs.c.step, jobs.c.attempts)
+                        .where(jobs.c.job_id.in_(ids))).all()
+    parents = {r.parent_id for r in rows if r.parent_id}
+    if parents:
+        conn.execute(jobs.update().where(and_(jobs.c.job_id.in_(parents), jobs.c.status == st.JOB_INIT))
+                     .values(status=st.JOB_RUNNING, begin_time=func.coalesce(jobs.c.begin_time, now)))
+    return [_Claimed(*r) for r in rows]
+
+
+def _fence(conn: Connection, job_id: str, owner: str, **values: Any) -> bool:
+    res = conn.execute(jobs.update().where(and_(jobs.c.job_id == job_id, jobs.c.owner == owner,
+                                                jobs.c.status == st.JOB_RUNNING)).values(**values))
+    return res.rowcount == 1
+
+
+def settle_parent(conn: Connection, parent_id: str | None) -> None:
+    """When the last sub-job of a batch ends, the parent ends: SUCCESS iff every sub-job succeeded (G6)."""
+    if not parent_id:
+        return
+    counts = dict(conn.execute(select(jobs.c.status, func.count()).where(jobs.c.parent_id == parent_id)
+                               .group_by(jobs.c.status)).all())
+    if counts.get(st.JOB_INIT) or counts.get(st.JOB_RUNNING):
+        return
+    now = clock.now()
+    if counts.get(st.JOB_FAIL):
+        first = conn.execute(select(jobs.c.error_code).where(and_(jobs.c.parent_id == parent_id,
+                                                                  jobs.c.status == st.JOB_FAIL))
+                             .order_by(jobs.c.end_time).limit(1)).scalar()
+        values = dict(status=st.JOB_FAIL, error_code="Common.0021",
+                      fail_reason=f"{counts[st.JOB_FAIL]} of {sum(counts.values())} sub-jobs failed "
+                                  f"(first: {first})")
+    else:
+        values = dict(status=st.JOB_SUCCESS)
+    conn.execute(jobs.update().where(and_(jobs.c.job_id == parent_id,
+                                          jobs.c.status.in_(st.JOB_IN_FLIGHT)))
+                 .values(end_time=now, begin_time=func.coalesce(jobs.c.begin_time, now), **values))
+
+
+def _checkpoint(conn: Connection, ctx: JobContext, owner: str, index: int, step: Step, last: bool) -> bool:
+    values: dict[str, Any] = {"step": index + 1}
+    if last:
+        values.update(status=st.JOB_SUCCESS, end_time=clock.now(), owner=None, lease_until=None)
+    if not _fence(conn, ctx.job_id, owner, **values):
+        return False
+    if step.record is not None:
+        step.record(conn, ctx)
+    if last:
+        settle_parent(conn, ctx.parent_id)
+    return True
+
+
+def _fail(conn: Connection, ctx: JobContext, owner: str, jt: JobType, code: str, reason: str) -> bool:
+    if not _fence(conn, ctx.job_id, owner, status=st.JOB_FAIL, error_code=code, fail_reason=reason[:1024],
+                  end_time=clock.now(), owner=None, lease_until=None):
+        return False
+    if jt.on_fail is not None:
+        jt.on_fail(conn, ctx, code, reason)
+    settle_parent(conn, ctx.parent_id)
+    return True
+
+
+def _heartbeat(conn: Connection, owner: str, until: float) -> int:
+    return conn.execute(jobs.update().where(and_(jobs.c.owner == owner, jobs.c.status == st.JOB_RUNNING))
+                        .values(lease_until=until)).rowcount
+
+
+def _release(conn: Connection, owner: str) -> int:
+    """On graceful shutdown: hand our unfinished jobs back at once instead of waiting for the lease."""
+    return conn.execute(jobs.update().where(and_(jobs.c.owner == owner, jobs.c.status == st.JOB_RUNNING))
+                        .values(owner=None, lease_until=0.0)).rowcount
+
+
+# --- the engine ------------------------------------------------------------------------------------
+
+@dataclass
+class EngineStats:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    lost_leases: int = 0
+
+
+class Engine:
+    def __init__(self, store: Store, driver: Any, types: dict[str, JobType], *, owner: str,
+                 lease_seconds: float = 15.0, max_inflight: int = 10000, poll_interval: float = 0.5) -> None:
+        self.store = store
+        self.driver = driver
+        self.types = types
+        self.owner = owner
+        self.lease = lease_seconds
+        self.max_inflight = max_inflight
+        self.poll_interval = poll_interval
+        self.stats = EngineStats()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self._loops: list[asyncio.Task] = []
+        self._accepting = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # lifecycle
+    async def start(self) -> None:
+        # A worker restarting under its old name takes its own jobs back at once.
+        await self.store.run(_release, self.owner)
+        self._accepting = True
+        self._loops = [asyncio.create_task(self._dispatch(), name="ecsd-dispatch"),
+                       asyncio.create_task(self._beat(), name="ecsd-heartbeat")]
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; let running steps finish for ``grace`` seconds; hand the rest back."""
+        self._accepting = False
+        self._wake.set()
+        for t in self._loops:
+            t.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.store.run(_release, self.owner)
+
+    def notify(self) -> None:
+        """A job was submitted in this process: look for work now instead of at the next poll."""
+        self._wake.set()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._tasks)
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    # loops
+    async def _dispatch(self) -> None:
+        while self._accepting:
+            free = self.max_inflight - len(self._tasks)
+            claimed: list[_Claimed] = []
+            if free > 0:
+                try:
+                    claimed = await self.store.run(_claim, self.owner, clock.now(), self.lease, min(free, 500),
+                                                   self.store.is_sqlite)
+                except Exception:  # database briefly unreachable: retry at the next poll
+                    log.exception("claiming jobs failed")
+            for job in claimed:
+                self.stats.claimed += 1
+                self._idle.clear()
+                task = asyncio.create_task(self._run(job), name=f"job-{job.job_id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._done)
+            if len(claimed) == 0 or free <= len(claimed):
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except asyncio.TimeoutError:
+                    pass
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not self._tasks:
+            self._idle.set()
+        self._wake.set()  # a slot is free
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await self.store.run(_heartbeat, self.owner, clock.now() + self.lease)
+            except Exception:
+                log.exception("lease heartbeat failed")
+
+    # one job
+    async def _run(self, job: _Claimed) -> None:
+        jt = self.types.get(job.job_type)
+        ctx = JobContext(job.job_id, job.job_type, job.project_id, job.server_id, job.parent_id,
+                         orjson.loads(job.params), job.attempts, self.driver)
+        if jt is None:
+            await self._finish_failed(ctx, None, "Common.0999", f"unknown job type {job.job_type}")
+            return
+        if job.attempts > st.MAX_ATTEMPTS:
+            await self._finish_failed(ctx, jt, "Common.0999",
+                                      f"The task was interrupted {job.attempts - 1} times and is terminated.")
+            return
+        last = len(jt.steps) - 1
+        for index in range(job.step, len(jt.steps)):
+            step = jt.steps[index]
+            if step.act is not None:
+                try:
+                    await step.act(ctx)
+                except StepFailed as exc:
+                    await self._finish_failed(ctx, jt, exc.code, exc.reason)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a driver bug must fail the job, never leave it hanging
+                    log.exception("job %s step %s failed", ctx.job_id, step.name)
+                    await self._finish_failed(ctx, jt, step.error_code, f"{step.name}: {exc}")
+                    return
+            if not await self.store.run(_checkpoint, ctx, self.owner, index, step, index == last):
+                self.stats.lost_leases += 1
+                log.warning("job %s: lease lost before step %s was recorded; stopping", ctx.job_id, step.name)
+                return
+        self.stats.succeeded += 1
+
+    async def _finish_failed(self, ctx: JobContext, jt: JobType | None, code: str, reason: str) -> None:
+        if jt is not None and jt.cleanup is not None:
+            try:
+                await jt.cleanup(ctx)
+            except Exception:
+                log.exception("cleanup of job %s failed", ctx.job_id)
+        ok = await self.store.run(_fail, ctx, self.owner, jt or JobType("unknown", ()), code, reason)
+        if ok:
+            self.stats.failed += 1
+        else:
+            self.stats.lost_leases += 1
+
+
+def submit(conn: Connection, *, job_id: str, project_id: str, job_type: str, server_id: str | None,
+           params: dict[str, Any] | None = None, parent_id: str | None = None, runnable: bool = True) -> str:
+    """Insert a job in INIT inside the caller's transaction (the caller then calls Engine.notify())."""
+    now = clock.now()
+    conn.execute(jobs.insert().values(
+        job_id=job_id, project_id=project_id, parent_id=parent_id, job_type=job_type, runnable=runnable,
+        server_id=server_id, status=st.JOB_INIT, params=orjson.dumps(params or {}).decode(), step=0,
+        attempts=0, created_at=now, begin_time=now))
+    return job_id

@@ -1,0 +1,3 @@
+"""changeos endpoints (being written)."""
+
+routes: list = []

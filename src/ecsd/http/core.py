@@ -1,0 +1,181 @@
+"""What every HTTP handler shares: JSON in and out, the ECS error body, request ids, the endpoint wrapper.
+
+Handlers are written as ``async def handler(request, ctx)`` and wrapped with :func:`endpoint`, which
+authenticates the caller, checks the project in the path, and turns every failure into the
+documented ``{"error": {"code", "message"}}`` body. Nothing here knows a business rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ecsd.domain.errors import EcsError, invalid
+from ecsd.domain.identity import Identity
+
+log = logging.getLogger("ecsd.http")
+M = TypeVar("M", bound=BaseModel)
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSON:
+    return JSON(data, status_code=status, headers=headers)
+
+
+def no_content(status: int = 204) -> Response:
+    return Response(status_code=status)
+
+
+def error_response(err: EcsError) -> JSON:
+    return JSON(err.body(), status_code=err.status)
+
+
+# --- request ids -----------------------------------------------------------------------------------
+
+class RequestIdMiddleware:
+    """Pure ASGI: every response carries X-Request-Id (Huawei SDK) and X-Openstack-Request-Id (openstacksdk)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        rid = uuid.uuid4().hex.encode()
+        scope.setdefault("state", {})["request_id"] = rid.decode()
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid))
+                headers.append((b"x-openstack-request-id", b"req-" + rid))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+# --- error handlers (registered on the app) ----------------------------------------------------------
+
+async def on_ecs_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EcsError)
+    return error_response(exc)
+
+
+async def on_http_exception(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(EcsError("Common.0405"))
+    if exc.status_code == 404:
+        return error_response(EcsError("Common.0404"))
+    return error_response(EcsError("Ecs.0000", str(exc.detail), status=exc.status_code))
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(EcsError("Common.0001"))
+
+
+# --- request bodies -----------------------------------------------------------------------------------
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The body as JSON: empty -> Common.0002, too large or not JSON -> Ecs.0005."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise invalid(f"request body larger than {max_bytes} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise invalid(f"request body larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    request.state.raw_body = raw
+    if not raw.strip():
+        raise EcsError("Common.0002")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise invalid("request body is not valid JSON") from None
+
+
+def parse(model: type[M], data: Any) -> M:
+    """Validate with a pydantic model; the first problem becomes an Ecs.0005 detail."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise invalid(f"{where}: {first.get('msg', 'invalid value')}") from None
+
+
+def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid(f"{name} must be an integer") from None
+    if value < lo or value > hi:
+        raise invalid(f"{name} must be between {lo} and {hi}")
+    return value
+
+
+# --- the endpoint wrapper -----------------------------------------------------------------------------
+
+@dataclass
+class Ctx:
+    """What a handler gets: the application's services and, for authenticated calls, who is calling."""
+
+    services: Any
+    identity: Identity | None
+
+    @property
+    def ident(self) -> Identity:
+        assert self.identity is not None
+        return self.identity
+
+
+Handler = Callable[[Request, Ctx], Awaitable[Response]]
+
+
+def endpoint(auth: str = "project") -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Wrap a handler. ``auth``: "project" (token + project in path), "token" (token only), "none"."""
+
+    def wrap(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            services = request.app.state.services
+            try:
+                ident = None
+                if auth != "none":
+                    ident = await services.auth.authenticate(request)
+                    if auth == "project":
+                        services.auth.check_project(ident, request.path_params.get("project_id"))
+                return await fn(request, Ctx(services, ident))
+            except EcsError as err:
+                return error_response(err)
+            except Exception:  # never a stack trace to the caller
+                log.exception("unexpected error on %s %s", request.method, request.url.path)
+                return error_response(EcsError("Common.0001"))
+
+        run.__name__ = fn.__name__
+        run.__doc__ = fn.__doc__
+        return run
+
+    return wrap

@@ -1,0 +1,3 @@
+"""flavors endpoints (being written)."""
+
+routes: list = []

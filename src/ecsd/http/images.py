@@ -1,0 +1,3 @@
+"""images endpoints (being written)."""
+
+routes: list = []

@@ -1,0 +1,3 @@
+"""jobs endpoints (being written)."""
+
+routes: list = []

@@ -1,0 +1,3 @@
+"""keypairs endpoints (being written)."""
+
+routes: list = []

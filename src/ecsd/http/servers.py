@@ -1,0 +1,3 @@
+"""servers endpoints (being written)."""
+
+routes: list = []

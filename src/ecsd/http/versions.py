@@ -1,0 +1,3 @@
+"""versions endpoints (being written)."""
+
+routes: list = []

@@ -1,0 +1,1 @@
+"""Persistence: tables, transactions, migrations. Knows SQL, knows nothing about HTTP."""

@@ -1,0 +1,206 @@
+"""The tables, in SQLAlchemy Core. One metadata serves SQLite and PostgreSQL; Alembic migrates both.
+
+Times are stored as float epoch seconds (UTC): cheap to compare in both dialects and formatted
+only at the HTTP edge. JSON documents are stored as text (encoded with orjson) so that both dialects
+read them the same way.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+    true,
+)
+
+metadata = MetaData()
+
+domains = Table(
+    "domains", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("created_at", Float, nullable=False),
+)
+
+users = Table(
+    "users", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("domain_id", String(32), ForeignKey("domains.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("domain_id", "name", name="uq_users_domain_name"),
+)
+
+projects = Table(
+    "projects", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("domain_id", String(32), ForeignKey("domains.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("domain_id", "name", name="uq_projects_domain_name"),
+)
+
+# Which user may use which project (a role assignment in Keystone terms).
+memberships = Table(
+    "memberships", metadata,
+    Column("user_id", String(32), ForeignKey("users.id"), primary_key=True),
+    Column("project_id", String(32), ForeignKey("projects.id"), primary_key=True),
+)
+
+# Tokens are stored by the SHA-256 of their value: a leaked database reveals no usable token.
+tokens = Table(
+    "tokens", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id"), nullable=False),
+    Column("project_id", String(32), ForeignKey("projects.id"), nullable=False),
+    Column("issued_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked", Boolean, nullable=False, server_default=false()),
+)
+
+images = Table(
+    "images", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("status", String(16), nullable=False),           # active | queued | saving | deleted | killed
+    Column("visibility", String(16), nullable=False),       # public | private | shared
+    Column("owner", String(32), nullable=True),             # project id for private images
+    Column("imagetype", String(16), nullable=False),        # __imagetype: gold | private | shared
+    Column("os_type", String(16), nullable=False),          # __os_type: Linux | Windows | Other
+    Column("os_bit", String(4), nullable=False),            # __os_bit
+    Column("platform", String(32), nullable=False),         # __platform
+    Column("os_version", String(128), nullable=False),      # __os_version
+    Column("min_disk", Integer, nullable=False),            # GB
+    Column("min_ram", Integer, nullable=False),             # MB
+    Column("disk_format", String(16), nullable=False),
+    Column("size", Integer, nullable=False, server_default=text("0")),  # bytes
+    Column("virtual_env_type", String(32), nullable=False),  # FusionCompute | DataImage | Ironic | IsoImage
+    Column("hw_firmware_type", String(8), nullable=False),  # bios | uefi
+    Column("support_kvm", Boolean, nullable=False),
+    Column("cloudinit", Boolean, nullable=False),           # has Cloud-Init / Cloudbase-Init
+    Column("properties", Text, nullable=False, server_default="{}"),  # further attributes (JSON)
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_images_owner", images.c.owner)
+
+flavors = Table(
+    "flavors", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("vcpus", Integer, nullable=False),
+    Column("ram", Integer, nullable=False),                 # MB
+    Column("disk", Integer, nullable=False, server_default=text("0")),
+    Column("extra_specs", Text, nullable=False, server_default="{}"),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+)
+
+keypairs = Table(
+    "keypairs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", String(32), ForeignKey("users.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("type", String(8), nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("user_id", "name", name="uq_keypairs_user_name"),
+)
+
+servers = Table(
+    "servers", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(32), ForeignKey("projects.id"), nullable=False),
+    Column("user_id", String(32), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("description", String(85), nullable=False, server_default=""),
+    Column("flavor_id", String(64), nullable=False),
+    Column("image_id", String(36), nullable=False),
+    Column("key_name", String(64), nullable=True),
+    Column("vm_state", String(16), nullable=False),
+    Column("task_state", String(32), nullable=True),
+    Column("power_state", Integer, nullable=False),
+    Column("locked", Boolean, nullable=False, server_default=false()),
+    Column("job_id", String(32), nullable=True),             # the in-flight job that owns task_state
+    Column("failed_op", String(32), nullable=True),          # job type whose failure put it in ERROR
+    Column("fault", Text, nullable=True),                    # JSON {code, message, created}
+    Column("metadata", Text, nullable=False, server_default="{}"),   # JSON map (system + user keys)
+    Column("user_data", Text, nullable=True),
+    Column("addresses", Text, nullable=False, server_default="{}"),  # JSON, fixed at create
+    Column("availability_zone", String(64), nullable=False),
+    Column("reservation_id", String(32), nullable=False),
+    Column("launch_index", Integer, nullable=False, server_default=text("0")),
+    Column("root_device_name", String(16), nullable=False),
+    Column("firmware", String(8), nullable=False),           # bios | uefi, fixed at create
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("launched_at", Float, nullable=True),
+    Column("deleted", Boolean, nullable=False, server_default=false()),
+)
+# Listing walks (project, created_at, id) so that any page, including the last, is an index range.
+Index("ix_servers_project_created", servers.c.project_id, servers.c.deleted, servers.c.created_at, servers.c.id)
+
+volumes = Table(
+    "volumes", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(32), nullable=False),
+    Column("server_id", String(36), nullable=True),          # attached to; NULL = not attached
+    Column("image_id", String(36), nullable=True),           # created from
+    Column("size", Integer, nullable=False),                 # GB
+    Column("volume_type", String(16), nullable=False),
+    Column("boot_index", Integer, nullable=True),            # 0 = system disk
+    Column("device", String(16), nullable=True),
+    Column("status", String(16), nullable=False),            # creating | available | in-use | deleting
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_volumes_server", volumes.c.server_id)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("project_id", String(32), nullable=False),
+    Column("parent_id", String(32), nullable=True),
+    Column("job_type", String(32), nullable=False),
+    Column("runnable", Boolean, nullable=False),             # False for parents: they only aggregate
+    Column("server_id", String(36), nullable=True),          # entities.server_id; the serial key
+    Column("status", String(8), nullable=False),
+    Column("params", Text, nullable=False, server_default="{}"),
+    Column("step", Integer, nullable=False, server_default=text("0")),  # steps completed
+    Column("owner", String(64), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("error_code", String(16), nullable=True),
+    Column("fail_reason", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("begin_time", Float, nullable=True),
+    Column("end_time", Float, nullable=True),
+)
+Index("ix_jobs_parent", jobs.c.parent_id)
+Index("ix_jobs_claim", jobs.c.runnable, jobs.c.status, jobs.c.created_at)
+# One in-flight job per server, enforced by the database itself (defence in depth behind the gate).
+Index("uq_jobs_server_in_flight", jobs.c.server_id, unique=True,
+      sqlite_where=text("status IN ('INIT','RUNNING') AND server_id IS NOT NULL"),
+      postgresql_where=text("status IN ('INIT','RUNNING') AND server_id IS NOT NULL"))
+
+# Small key/value facts about the installation (schema seeded, instance secret, ...).
+settings = Table(
+    "settings", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

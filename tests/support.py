@@ -1,0 +1,101 @@
+"""Test helpers: a thin client that speaks the public HTTP API like a script would."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ecsd.domain.seed import image_id
+
+UBUNTU = image_id("Standard_Ubuntu_22.04_latest")
+DEBIAN = image_id("Standard_Debian_12_latest")
+CENTOS = image_id("Standard_CentOS_7_latest")
+EULER = image_id("Standard_EulerOS_2.9_latest")
+UBUNTU_UEFI = image_id("Standard_Ubuntu_22.04_UEFI")
+WINDOWS = image_id("Standard_Windows_Server_2022_DataCenter")
+FEDORA_QUEUED = image_id("Standard_Fedora_40_pending")
+DATA_IMAGE = image_id("Data_Disk_Image_100GB")
+FAULTY_DISK = image_id("Test_Faulty_Image_disk_creation")
+FAULTY_BOOT = image_id("Test_Faulty_Image_boot")
+VPC = "3b5a1e2c-8d4f-4e6a-9b7c-1d2e3f4a5b6c"
+SUBNET = "7c8d9e0f-1a2b-4c3d-8e5f-6a7b8c9d0e1f"
+
+
+def token_request(creds: dict, password: str | None = None, project: str | None = None) -> dict:
+    return {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": creds["user_name"], "password": password or creds["password"],
+        "domain": {"name": creds["domain_name"]}}}},
+        "scope": {"project": {"name": project or creds["project_name"]}}}}
+
+
+class Api:
+    """Authenticated calls against one project; ``{pid}`` in a path is the project id."""
+
+    def __init__(self, client, creds: dict) -> None:
+        self.client = client
+        self.creds = creds
+        self.pid = creds["project_id"]
+        r = client.post("/v3/auth/tokens", json=token_request(creds))
+        assert r.status_code == 201, r.text
+        self.token = r.headers["X-Subject-Token"]
+
+    def call(self, method: str, path: str, json: Any = None, *, headers: dict | None = None,
+             token: bool = True, content: bytes | None = None):
+        h = {"X-Auth-Token": self.token} if token else {}
+        h.update(headers or {})
+        return self.client.request(method, path.replace("{pid}", self.pid), json=json, content=content,
+                                   headers=h)
+
+    def get(self, path: str, **kw):
+        return self.call("GET", path, **kw)
+
+    def post(self, path: str, json: Any = None, **kw):
+        return self.call("POST", path, json, **kw)
+
+    def delete(self, path: str, **kw):
+        return self.call("DELETE", path, **kw)
+
+    def job(self, job_id: str) -> dict:
+        r = self.get(f"/v1/{{pid}}/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_job(self, job_id: str, timeout: float = 15.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["status"] in ("SUCCESS", "FAIL"):
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: {job}")
+            time.sleep(0.01)
+
+    def server(self, server_id: str) -> dict:
+        r = self.get(f"/v1/{{pid}}/cloudservers/{server_id}")
+        assert r.status_code == 200, r.text
+        return r.json()["server"]
+
+    def create_servers(self, image: str = UBUNTU, *, count: int = 1, key_name: str | None = None,
+                       flavor: str = "s3.small.1", size: int | None = None, name: str = "srv") -> list[str]:
+        root: dict[str, Any] = {"volumetype": "SSD"}
+        if size is not None:
+            root["size"] = size
+        body: dict[str, Any] = {"server": {"name": name, "imageRef": image, "flavorRef": flavor, "vpcid": VPC,
+                                           "nics": [{"subnet_id": SUBNET}], "root_volume": root, "count": count}}
+        if key_name:
+            body["server"]["key_name"] = key_name
+        r = self.post("/v1/{pid}/cloudservers", body)
+        assert r.status_code == 200, r.text
+        job = self.wait_job(r.json()["job_id"])
+        assert job["status"] == "SUCCESS", job
+        return [s["entities"]["server_id"] for s in job["entities"]["sub_jobs"]]
+
+    def stop(self, server_id: str) -> None:
+        r = self.post("/v1/{pid}/cloudservers/action", {"os-stop": {"servers": [{"id": server_id}]}})
+        assert r.status_code == 200, r.text
+        assert self.wait_job(r.json()["job_id"])["status"] == "SUCCESS"
+
+    def keypair(self, name: str) -> dict:
+        r = self.post("/v2.1/{pid}/os-keypairs", {"keypair": {"name": name}})
+        assert r.status_code == 200, r.text
+        return r.json()["keypair"]
