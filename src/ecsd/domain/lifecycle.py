@@ -1,3 +1,340 @@
-"""(being written)"""
+"""Server lifecycle: create (with system and data disks), delete, and batch start / stop / reboot.
 
-JOB_TYPES: list = []
+Every operation is accepted in one transaction (validate, gate every server, insert the parent job
+and one sub-job per server) and then carried out by the job engine, step by step.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import and_
+from sqlalchemy.engine import Connection
+
+from ecsd.domain import clock
+from ecsd.domain import servers as srv
+from ecsd.domain import states as st
+from ecsd.domain.changeos import check_password, decode_user_data, driver_call
+from ecsd.domain.errors import EcsError, invalid
+from ecsd.domain.flavors import get_flavor
+from ecsd.domain.identity import Identity
+from ecsd.domain.images import visible_image
+from ecsd.domain.keypairs import find_keypair
+from ecsd.drivers.base import DiskSource, Injection
+from ecsd.engine.engine import JobContext, JobType, Step, settle_parent, submit
+from ecsd.store.schema import jobs, servers, volumes
+
+DEFAULT_AZ = "eu-de-01"
+AVAILABILITY_ZONES = ("eu-de-01", "eu-de-02", "eu-de-03")
+
+
+@dataclass(frozen=True)
+class DataVolume:
+    volumetype: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A parsed create request (shapes checked by the HTTP layer, meaning checked here)."""
+
+    name: str
+    image_id: str
+    flavor_id: str
+    vpc_id: str
+    nics: tuple[tuple[str, str | None], ...]      # (subnet_id, ip_address)
+    volumetype: str
+    size: int | None
+    data_volumes: tuple[DataVolume, ...] = ()
+    key_name: str | None = None
+    admin_pass: str | None = None
+    user_data: str | None = None
+    count: int = 1
+    availability_zone: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+def _address(server_id: str, subnet: str, fixed: str | None) -> dict[str, Any]:
+    raw = uuid.UUID(server_id).bytes
+    addr = fixed or f"192.168.{raw[0]}.{2 + raw[1] % 252}"
+    return {"version": "4", "addr": addr, "OS-EXT-IPS:type": "fixed",
+            "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:" + ":".join(f"{b:02x}" for b in raw[2:5]),
+            "OS-EXT-IPS:port_id": str(uuid.UUID(bytes=bytes(reversed(raw)), version=4)), "subnet_id": subnet}
+
+
+def accept_create(conn: Connection, ident: Identity, spec: ServerSpec) -> tuple[str, list[str]]:
+    """Validate and submit a createServer job. Returns (job id, server ids)."""
+    image = visible_image(conn, ident.project_id, spec.image_id)
+    if image is None:
+        raise EcsError("Ecs.0031")
+    if image["status"] != "active":
+        raise EcsError("Ecs.0032")
+    if image["virtual_env_type"] != "FusionCompute":
+        raise EcsError("Ecs.0007", f"image {image['id']} is not a system disk image")
+    flavor = get_flavor(conn, spec.flavor_id)
+    if flavor is None or flavor["disabled"]:
+        raise EcsError("Ecs.0029")
+    if image["min_ram"] and flavor["ram"] < image["min_ram"]:
+        raise EcsError("Ecs.0007", f"the image needs at least {image['min_ram']} MB of memory")
+    size = spec.size or image["min_disk"]
+    if size < image["min_disk"]:
+        raise invalid(f"root_volume.size must be at least the image's min_disk ({image['min_disk']} GB)")
+    az = spec.availability_zone or DEFAULT_AZ
+    if az not in AVAILABILITY_ZONES:
+        raise invalid(f"availability_zone {az} does not exist")
+    public_key = None
+    if spec.key_name:
+        keypair = find_keypair(conn, ident.user_id, spec.key_name)
+        if keypair is None:
+            raise EcsError("Ecs.0314")
+        public_key = keypair["public_key"]
+    if spec.admin_pass is not None:
+        check_password(spec.admin_pass, None, image["os_type"] == "Windows")
+    if spec.user_data is not None:
+        decode_user_data(spec.user_data)
+    for _subnet, ip in spec.nics:
+        if ip is not None:
+            try:
+                ipaddress.IPv4Address(ip)
+            except ValueError:
+                raise invalid(f"ip_address {ip} is not an IPv4 address") from None
+
+    now = clock.now()
+    parent_id = clock.new_hex_id()
+    reservation = "r-" + clock.new_hex_id()[:8]
+    submit(conn, job_id=parent_id, project_id=ident.project_id, job_type=st.CREATE_SERVER, server_id=None,
+           runnable=False)
+    metadata = srv.metadata_from_image({"charging_mode": "0", "vpc_id": spec.vpc_id, "EcmResStatus": "",
+                                        "metering.resourcespeccode": f"{flavor['id']}.linux",
+                                        "metering.resourcetype": "1", **spec.metadata}, image)
+    server_ids = []
+    for index in range(spec.count):
+        server_id = clock.new_uuid()
+        job_id = clock.new_hex_id()
+        name = spec.name if spec.count == 1 else f"{spec.name}-{index + 1:04d}"
+        addresses = {spec.vpc_id: [_address(server_id, subnet, ip if spec.count == 1 else None)
+                                   for subnet, ip in spec.nics]}
+        conn.execute(servers.insert().values(
+            id=server_id, project_id=ident.project_id, user_id=ident.user_id, name=name,
+            description=spec.description, flavor_id=flavor["id"], image_id=image["id"], key_name=spec.key_name,
+            vm_state=st.BUILDING, task_state=st.SCHEDULING, power_state=st.POWER_NOSTATE, job_id=job_id,
+            metadata=_json(metadata), user_data=spec.user_data, addresses=_json(addresses),
+            availability_zone=az, reservation_id=reservation, launch_index=index, root_device_name="/dev/vda",
+            firmware=image["hw_firmware_type"], created_at=now, updated_at=now))
+        disks = [{"id": clock.new_uuid(), "size": size, "type": spec.volumetype, "boot_index": 0,
+                  "device": "/dev/vda"}]
+        for n, dv in enumerate(spec.data_volumes):
+            disks.append({"id": clock.new_uuid(), "size": dv.size, "type": dv.volumetype, "boot_index": None,
+                          "device": f"/dev/vd{chr(ord('b') + n)}"})
+        for d in disks:
+            conn.execute(volumes.insert().values(
+                id=d["id"], project_id=ident.project_id, server_id=server_id,
+                image_id=image["id"] if d["boot_index"] == 0 else None, size=d["size"], volume_type=d["type"],
+                boot_index=d["boot_index"], device=d["device"], status="creating", created_at=now))
+        submit(conn, job_id=job_id, project_id=ident.project_id, job_type=st.CREATE_SINGLE_SERVER,
+               server_id=server_id, parent_id=parent_id, params={
+                   "disks": disks, "image": {k: image[k] for k in ("id", "disk_format", "min_disk", "properties")},
+                   "public_key": public_key, "admin_pass": spec.admin_pass, "user_data": spec.user_data})
+        server_ids.append(server_id)
+    return parent_id, server_ids
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# --- batch actions and delete -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Batch:
+    parent_type: str
+    sub_type: str
+    target_vm_state: str | None   # already there with no task: a no-op sub-job that succeeds at once
+
+
+_BATCHES = {
+    "os-start": _Batch(st.START_SERVER, st.START_SINGLE_SERVER, st.ACTIVE),
+    "os-stop": _Batch(st.STOP_SERVER, st.STOP_SINGLE_SERVER, st.STOPPED),
+    "reboot": _Batch(st.REBOOT_SERVER, st.REBOOT_SINGLE_SERVER, None),
+    "delete": _Batch(st.DELETE_SERVER, st.DELETE_SINGLE_SERVER, None),
+}
+
+
+def accept_batch(conn: Connection, ident: Identity, action: str, server_ids: list[str], *, hard: bool = False,
+                 delete_volume: bool = False) -> str:
+    """Gate every server, then submit one parent job with a sub-job per server (all or nothing)."""
+    if len(set(server_ids)) != len(server_ids):
+        raise invalid("servers must not name the same ECS twice")
+    batch = _BATCHES[action]
+    targets = srv.load_many(conn, ident.project_id, server_ids)
+    noop = []
+    for server in targets:
+        already = (batch.target_vm_state is not None and server["vm_state"] == batch.target_vm_state
+                   and server["task_state"] is None and server["job_id"] is None)
+        if already:
+            if server["locked"]:
+                raise EcsError("Ecs.0605")
+        else:
+            srv.check_gate(server, batch.sub_type)
+        noop.append(already)
+    parent_id = clock.new_hex_id()
+    submit(conn, job_id=parent_id, project_id=ident.project_id, job_type=batch.parent_type, server_id=None,
+           runnable=False)
+    task = {st.START_SINGLE_SERVER: st.POWERING_ON, st.STOP_SINGLE_SERVER: st.POWERING_OFF,
+            st.REBOOT_SINGLE_SERVER: st.REBOOTING_HARD if hard else st.REBOOTING,
+            st.DELETE_SINGLE_SERVER: st.DELETING}[batch.sub_type]
+    now = clock.now()
+    for server, is_noop in zip(targets, noop):
+        job_id = clock.new_hex_id()
+        if is_noop:
+            conn.execute(jobs.insert().values(
+                job_id=job_id, project_id=ident.project_id, parent_id=parent_id, job_type=batch.sub_type,
+                runnable=False, server_id=server["id"], status=st.JOB_SUCCESS, params="{}", step=0, attempts=0,
+                created_at=now, begin_time=now, end_time=now))
+            continue
+        srv.claim(conn, server, task, job_id)
+        system = srv.system_volume(conn, server["id"])
+        submit(conn, job_id=job_id, project_id=ident.project_id, job_type=batch.sub_type, server_id=server["id"],
+               parent_id=parent_id, params={"hard": hard, "delete_volume": delete_volume,
+                                            "running": server["power_state"] == st.POWER_RUNNING,
+                                            "system_volume": system["id"] if system else None})
+    settle_parent(conn, parent_id)
+    return parent_id
+
+
+# --- steps ---------------------------------------------------------------------------------------------
+
+async def create_disks_act(ctx: JobContext) -> None:
+    image = ctx.params["image"]
+    source = DiskSource(image["id"], image["disk_format"], image["min_disk"], image["properties"])
+    for d in ctx.params["disks"]:
+        code = "Ecs.0202" if d["boot_index"] == 0 else "Ecs.0203"
+        await driver_call(ctx.driver.create_disk(d["id"], source if d["boot_index"] == 0 else None, d["size"]), code)
+
+
+def create_disks_record(conn: Connection, ctx: JobContext) -> None:
+    conn.execute(volumes.update().where(volumes.c.server_id == ctx.server_id).values(status="in-use"))
+    srv.update_owned(conn, ctx.server_id, ctx.job_id, task_state=st.BLOCK_DEVICE_MAPPING)
+
+
+async def inject_act(ctx: JobContext) -> None:
+    p = ctx.params
+    what = Injection(public_keys=(p["public_key"],) if p["public_key"] else (), admin_pass=p["admin_pass"],
+                     user_data=base64.b64decode(p["user_data"]) if p["user_data"] else None)
+    await driver_call(ctx.driver.inject(p["disks"][0]["id"], what), "Ecs.0202")
+
+
+async def attach_act(ctx: JobContext) -> None:
+    for d in ctx.params["disks"]:
+        await driver_call(ctx.driver.attach(ctx.server_id, d["id"], d["device"]), "Ecs.0205")
+
+
+def attach_record(conn: Connection, ctx: JobContext) -> None:
+    srv.update_owned(conn, ctx.server_id, ctx.job_id, task_state=st.SPAWNING)
+
+
+async def boot_act(ctx: JobContext) -> None:
+    await driver_call(ctx.driver.start(ctx.server_id, ctx.params["disks"][0]["id"]), "Ecs.0204")
+
+
+def boot_record(conn: Connection, ctx: JobContext) -> None:
+    now = clock.now()
+    srv.finish_owned(conn, ctx.server_id, ctx.job_id, vm_state=st.ACTIVE, power_state=st.POWER_RUNNING,
+                     launched_at=now)
+    _scrub(conn, ctx)
+
+
+def _scrub(conn: Connection, ctx: JobContext) -> None:
+    if ctx.params.get("admin_pass") is not None:
+        conn.execute(jobs.update().where(jobs.c.job_id == ctx.job_id)
+                     .values(params=_json({**ctx.params, "admin_pass": None})))
+
+
+def create_failed(conn: Connection, ctx: JobContext, code: str, reason: str) -> None:
+    srv.fail_owned(conn, ctx.server_id, ctx.job_id, ctx.job_type, code, reason)
+    _scrub(conn, ctx)
+
+
+async def start_act(ctx: JobContext) -> None:
+    await driver_call(ctx.driver.start(ctx.server_id, ctx.params["system_volume"]), "Ecs.0226")
+
+
+def start_record(conn: Connection, ctx: JobContext) -> None:
+    srv.finish_owned(conn, ctx.server_id, ctx.job_id, vm_state=st.ACTIVE, power_state=st.POWER_RUNNING,
+                     launched_at=clock.now())
+
+
+async def stop_act(ctx: JobContext) -> None:
+    await driver_call(ctx.driver.stop(ctx.server_id, ctx.params["hard"]), "Ecs.1002")
+
+
+def stop_record(conn: Connection, ctx: JobContext) -> None:
+    srv.finish_owned(conn, ctx.server_id, ctx.job_id, vm_state=st.STOPPED, power_state=st.POWER_SHUTDOWN)
+
+
+async def reboot_act(ctx: JobContext) -> None:
+    await driver_call(ctx.driver.reboot(ctx.server_id, ctx.params["hard"]), "Ecs.0227")
+
+
+def reboot_record(conn: Connection, ctx: JobContext) -> None:
+    srv.finish_owned(conn, ctx.server_id, ctx.job_id, power_state=st.POWER_RUNNING)
+
+
+def power_failed(conn: Connection, ctx: JobContext, code: str, reason: str) -> None:
+    """A failed start/stop/reboot leaves the server in the state it was in, with the task cleared."""
+    srv.finish_owned(conn, ctx.server_id, ctx.job_id)
+
+
+async def delete_act(ctx: JobContext) -> None:
+    if ctx.params["running"]:
+        await driver_call(ctx.driver.stop(ctx.server_id, True), "Ecs.0501")
+    await driver_call(ctx.driver.destroy(ctx.server_id), "Ecs.0501")
+
+
+async def delete_disks_act(ctx: JobContext) -> None:
+    for vid in ctx.params["delete_ids"] if "delete_ids" in ctx.params else []:
+        await driver_call(ctx.driver.delete_disk(vid), "Ecs.0402")
+
+
+def delete_record(conn: Connection, ctx: JobContext) -> None:
+    attached = srv.attached_volumes(conn, [ctx.server_id])[ctx.server_id]
+    doomed = [v["id"] for v in attached if v["boot_index"] == 0 or ctx.params["delete_volume"]]
+    conn.execute(volumes.update().where(and_(volumes.c.server_id == ctx.server_id, volumes.c.id.not_in(doomed)))
+                 .values(server_id=None, device=None, status="available"))
+    conn.execute(volumes.update().where(volumes.c.id.in_(doomed)).values(server_id=None, status="deleting"))
+    ctx.params["delete_ids"] = doomed
+    conn.execute(jobs.update().where(jobs.c.job_id == ctx.job_id).values(params=_json(ctx.params)))
+
+
+def purge_record(conn: Connection, ctx: JobContext) -> None:
+    conn.execute(volumes.delete().where(volumes.c.id.in_(ctx.params.get("delete_ids", []))))
+    srv.finish_owned(conn, ctx.server_id, ctx.job_id, vm_state=st.DELETED, power_state=st.POWER_NOSTATE,
+                     deleted=True)
+
+
+def delete_failed(conn: Connection, ctx: JobContext, code: str, reason: str) -> None:
+    srv.fail_owned(conn, ctx.server_id, ctx.job_id, ctx.job_type, code, reason)
+
+
+JOB_TYPES = [
+    JobType(st.CREATE_SINGLE_SERVER, (
+        Step("create_disks", create_disks_act, create_disks_record, "Ecs.0202"),
+        Step("inject", inject_act, None, "Ecs.0202"),
+        Step("attach", attach_act, attach_record, "Ecs.0205"),
+        Step("boot", boot_act, boot_record, "Ecs.0204"),
+    ), on_fail=create_failed),
+    JobType(st.START_SINGLE_SERVER, (Step("start", start_act, start_record, "Ecs.0226"),), on_fail=power_failed),
+    JobType(st.STOP_SINGLE_SERVER, (Step("stop", stop_act, stop_record, "Ecs.1002"),), on_fail=power_failed),
+    JobType(st.REBOOT_SINGLE_SERVER, (Step("reboot", reboot_act, reboot_record, "Ecs.0227"),),
+            on_fail=power_failed),
+    JobType(st.DELETE_SINGLE_SERVER, (
+        Step("destroy", delete_act, delete_record, "Ecs.0501"),
+        Step("delete_disks", delete_disks_act, purge_record, "Ecs.0402"),
+    ), on_fail=delete_failed),
+]

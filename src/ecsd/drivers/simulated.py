@@ -29,9 +29,9 @@ class SimulatedDriver:
         if self.delay > 0:
             await asyncio.sleep(self.delay)
 
-    async def create_disk(self, volume_id: str, source: DiskSource, size_gb: int) -> None:
+    async def create_disk(self, volume_id: str, source: DiskSource | None, size_gb: int) -> None:
         await self._spend()
-        fault = source.properties.get(FAULT_KEY)
+        fault = source.properties.get(FAULT_KEY) if source is not None else None
         if fault == "create_disk":
             raise DriverError(f"image {source.image_id} cannot be read (simulated fault)")
         if fault:

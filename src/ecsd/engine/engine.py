@@ -53,6 +53,7 @@ class JobContext:
     params: dict[str, Any]
     attempts: int
     driver: Any
+    step: int = 0          # steps completed (checkpointed) so far
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,8 @@ def _claim(conn: Connection, owner: str, now: float, lease: float, limit: int, i
     return [_Claimed(*r) for r in rows]
 
 
-def _fence(conn: Connection, job_id: str, owner: str, **values: Any) -> bool:
-    res = conn.execute(jobs.update().where(and_(jobs.c.job_id == job_id, jobs.c.owner == owner,
+def _fence(conn: Connection, job_id: str, holder: str, **values: Any) -> bool:
+    res = conn.execute(jobs.update().where(and_(jobs.c.job_id == job_id, jobs.c.owner == holder,
                                                 jobs.c.status == st.JOB_RUNNING)).values(**values))
     return res.rowcount == 1
 
@@ -280,9 +281,19 @@ class Engine:
 
     # one job
     async def _run(self, job: _Claimed) -> None:
+        try:
+            await self._steps(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The database failed under us (or a bug in a record function): the job keeps its lease
+            # and checkpoint; it is resumed after the lease expires, up to MAX_ATTEMPTS times.
+            log.exception("job %s interrupted; it will be resumed after its lease expires", job.job_id)
+
+    async def _steps(self, job: _Claimed) -> None:
         jt = self.types.get(job.job_type)
         ctx = JobContext(job.job_id, job.job_type, job.project_id, job.server_id, job.parent_id,
-                         orjson.loads(job.params), job.attempts, self.driver)
+                         orjson.loads(job.params), job.attempts, self.driver, job.step)
         if jt is None:
             await self._finish_failed(ctx, None, "Common.0999", f"unknown job type {job.job_type}")
             return
@@ -309,6 +320,7 @@ class Engine:
                 self.stats.lost_leases += 1
                 log.warning("job %s: lease lost before step %s was recorded; stopping", ctx.job_id, step.name)
                 return
+            ctx.step = index + 1
         self.stats.succeeded += 1
 
     async def _finish_failed(self, ctx: JobContext, jt: JobType | None, code: str, reason: str) -> None:

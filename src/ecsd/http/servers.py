@@ -1,3 +1,364 @@
-"""servers endpoints (being written)."""
+"""Servers over HTTP: create, show, list, delete, batch actions, disks; plus the native Nova server view.
 
-routes: list = []
+    POST /v1/{project_id}/cloudservers                     create (job createServer)
+    GET  /v1/{project_id}/cloudservers/detail              list with filters and paging
+    GET  /v1/{project_id}/cloudservers/{server_id}         details
+    PUT  /v1/{project_id}/cloudservers/{server_id}         rename / describe
+    POST /v1/{project_id}/cloudservers/delete              delete (job deleteServer)
+    POST /v1/{project_id}/cloudservers/action              os-start / os-stop / reboot
+    GET  /v1/{project_id}/cloudservers/{server_id}/block_device
+    GET  /v1/{project_id}/cloudservers/{server_id}/os-volume_attachments
+    GET  /v2.1/{project_id}/servers/{server_id}
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ecsd.domain import clock, lifecycle
+from ecsd.domain import servers as srv
+from ecsd.domain import states as st
+from ecsd.domain.errors import EcsError, invalid
+from ecsd.domain.flavors import get_flavor
+from ecsd.domain.listing import list_servers
+from ecsd.http.core import Ctx, endpoint, json, parse, query_int, read_json
+
+_STRICT = ConfigDict(extra="forbid", strict=True)
+_LAX = ConfigDict(extra="ignore", strict=True)   # create accepts (and ignores) fields we do not model
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+VOLUME_TYPES = ("SATA", "SAS", "SSD", "GPSSD", "ESSD", "co-p1", "uh-l1")
+
+
+def _uuid(v: str) -> str:
+    if not clock.is_uuid(v):
+        raise ValueError("must be a UUID")
+    return v
+
+
+# --- create ---------------------------------------------------------------------------------------------
+
+class Nic(BaseModel):
+    model_config = _LAX
+    subnet_id: str
+    ip_address: str | None = None
+    _v = field_validator("subnet_id")(classmethod(lambda cls, v: _uuid(v)))
+
+
+class RootVolume(BaseModel):
+    model_config = _LAX
+    volumetype: str
+    size: int | None = Field(default=None, ge=0, le=1024)
+
+    @field_validator("volumetype")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if v not in VOLUME_TYPES:
+            raise ValueError(f"must be one of {', '.join(VOLUME_TYPES)}")
+        return v
+
+
+class DataVolume(RootVolume):
+    size: int = Field(ge=10, le=32768)
+
+
+class ServerCreate(BaseModel):
+    model_config = _LAX
+    name: str
+    imageRef: str
+    flavorRef: str = Field(min_length=1, max_length=64)
+    vpcid: str
+    nics: list[Nic] = Field(min_length=1, max_length=12)
+    root_volume: RootVolume
+    data_volumes: list[DataVolume] = Field(default_factory=list, max_length=23)
+    key_name: str | None = Field(default=None, min_length=1, max_length=64)
+    adminPass: str | None = None
+    user_data: str | None = Field(default=None, max_length=64 * 1024)
+    count: int = Field(default=1, ge=1, le=500)
+    availability_zone: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=10)
+    description: str = Field(default="", max_length=85)
+
+    _ids = field_validator("imageRef", "vpcid")(classmethod(lambda cls, v: _uuid(v)))
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("1-128 letters, digits, '_', '-' or '.'")
+        return v
+
+    @field_validator("description")
+    @classmethod
+    def _desc(cls, v: str) -> str:
+        if "<" in v or ">" in v:
+            raise ValueError("must not contain < or >")
+        return v
+
+    @field_validator("metadata")
+    @classmethod
+    def _meta(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not re.fullmatch(r"[A-Za-z0-9 _\-:.]{1,255}", key) or len(value) > 255:
+                raise ValueError(f"invalid metadata pair {key!r}")
+        return v
+
+
+class CreateBody(BaseModel):
+    model_config = _LAX
+    server: ServerCreate
+    dry_run: bool = False
+
+
+@endpoint()
+async def create_servers(request: Request, ctx: Ctx) -> Response:
+    body = parse(CreateBody, await read_json(request, ctx.services.settings.max_body_bytes))
+    s = body.server
+    if s.count > 1 and len(s.name) > 59:
+        raise EcsError("Ecs.0914", "with count > 1 the name may have at most 59 characters")
+    spec = lifecycle.ServerSpec(
+        name=s.name, image_id=s.imageRef, flavor_id=s.flavorRef, vpc_id=s.vpcid,
+        nics=tuple((n.subnet_id, n.ip_address) for n in s.nics), volumetype=s.root_volume.volumetype,
+        size=s.root_volume.size or None,
+        data_volumes=tuple(lifecycle.DataVolume(d.volumetype, d.size) for d in s.data_volumes),
+        key_name=s.key_name, admin_pass=s.adminPass, user_data=s.user_data, count=s.count,
+        availability_zone=s.availability_zone, metadata=s.metadata, description=s.description)
+
+    def run(conn):
+        job_id, ids = lifecycle.accept_create(conn, ctx.ident, spec)
+        if body.dry_run:
+            conn.rollback()
+        return job_id, ids
+
+    job_id, ids = await ctx.services.store.run(run)
+    if body.dry_run:
+        return json({}, status=202)   # dry run: the request passed every check
+    ctx.services.submitted()
+    return json({"job_id": job_id, "serverIds": ids})
+
+
+# --- views ------------------------------------------------------------------------------------------------
+
+def server_view(s: dict[str, Any], flavor: dict[str, Any] | None, vols: list[dict[str, Any]]) -> dict[str, Any]:
+    """The v1 ``server`` object (data_structure_for_querying_details_about_ecss.rst)."""
+    fault = s["fault"] if s["vm_state"] == st.ERROR else None
+    return {
+        "id": s["id"], "name": s["name"], "description": s["description"],
+        "status": st.status_of(s["vm_state"], s["task_state"]),
+        "OS-EXT-STS:vm_state": s["vm_state"], "OS-EXT-STS:task_state": s["task_state"],
+        "OS-EXT-STS:power_state": s["power_state"], "progress": 100 if s["task_state"] is None else 50,
+        "image": {"id": s["image_id"]},
+        "flavor": {"id": s["flavor_id"], "name": flavor["name"] if flavor else s["flavor_id"],
+                   "disk": "0", "vcpus": str(flavor["vcpus"]) if flavor else "0",
+                   "ram": str(flavor["ram"]) if flavor else "0"},
+        "key_name": s["key_name"], "metadata": s["metadata"], "addresses": _addresses(s["addresses"]),
+        "os-extended-volumes:volumes_attached": [
+            {"id": v["id"], "delete_on_termination": "true" if v["boot_index"] == 0 else "false",
+             "bootIndex": str(v["boot_index"]) if v["boot_index"] is not None else "-1", "device": v["device"]}
+            for v in vols],
+        "OS-EXT-SRV-ATTR:root_device_name": s["root_device_name"],
+        "OS-EXT-SRV-ATTR:host": "ecsd", "OS-EXT-SRV-ATTR:hypervisor_hostname": "ecsd",
+        "OS-EXT-SRV-ATTR:instance_name": "instance-" + s["id"][:8],
+        "OS-EXT-SRV-ATTR:hostname": s["name"].lower().replace("_", "-").replace(".", "-"),
+        "OS-EXT-SRV-ATTR:reservation_id": s["reservation_id"], "OS-EXT-SRV-ATTR:launch_index": s["launch_index"],
+        "OS-EXT-SRV-ATTR:kernel_id": "", "OS-EXT-SRV-ATTR:ramdisk_id": "",
+        "OS-EXT-SRV-ATTR:user_data": s["user_data"],
+        "OS-EXT-AZ:availability_zone": s["availability_zone"], "OS-DCF:diskConfig": "MANUAL",
+        "OS-SRV-USG:launched_at": clock.iso_us(s["launched_at"]) or "", "OS-SRV-USG:terminated_at": "",
+        "locked": bool(s["locked"]), "fault": fault,
+        "tenant_id": s["project_id"], "user_id": s["user_id"], "hostId": s["project_id"][:16],
+        "host_status": "UP", "config_drive": "", "accessIPv4": "", "accessIPv6": "",
+        "security_groups": [{"name": "default", "id": "00000000-0000-4000-8000-000000000000"}],
+        "tags": [], "sys_tags": [], "os:scheduler_hints": {}, "enterprise_project_id": "0",
+        "created": clock.iso_s(s["created_at"]), "updated": clock.iso_s(s["updated_at"]),
+    }
+
+
+def _addresses(addrs: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    return {net: [{k: v for k, v in a.items() if k != "subnet_id"} for a in items] for net, items in addrs.items()}
+
+
+async def _views(ctx: Ctx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def load(conn):
+        vols = srv.attached_volumes(conn, [r["id"] for r in rows])
+        flavors = {fid: get_flavor(conn, fid) for fid in {r["flavor_id"] for r in rows}}
+        return vols, flavors
+
+    vols, flavors = await ctx.services.store.run(load)
+    return [server_view(r, flavors[r["flavor_id"]], vols[r["id"]]) for r in rows]
+
+
+@endpoint()
+async def show_server(request: Request, ctx: Ctx) -> Response:
+    row = await ctx.services.store.run(srv.load, ctx.ident.project_id, request.path_params["server_id"])
+    return json({"server": (await _views(ctx, [row]))[0]})
+
+
+@endpoint()
+async def list_detail(request: Request, ctx: Ctx) -> Response:
+    q = request.query_params
+    limit = query_int(request, "limit", 25, 0, 1000) or 25
+    page = query_int(request, "offset", 1, 0, 10**9) or 1
+    status = q.get("status")
+    if status is not None and status not in st.FILTER_VM_STATES:
+        raise invalid(f"status {status} is not a server status")
+    count, rows = await ctx.services.store.run(
+        list_servers, ctx.ident.project_id, limit, page, q.get("name"), status, q.get("flavor"),
+        q.get("reservation_id"), q.get("ip"))
+    return json({"count": count, "servers": await _views(ctx, rows)})
+
+
+class Rename(BaseModel):
+    model_config = _STRICT
+    name: str | None = None
+    description: str | None = Field(default=None, max_length=85)
+    hostname: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME.match(v):
+            raise ValueError("1-128 letters, digits, '_', '-' or '.'")
+        return v
+
+
+class RenameBody(BaseModel):
+    model_config = _STRICT
+    server: Rename
+
+
+@endpoint()
+async def update_server(request: Request, ctx: Ctx) -> Response:
+    body = parse(RenameBody, await read_json(request, ctx.services.settings.max_body_bytes)).server
+
+    row = await ctx.services.store.run(srv.update_details, ctx.ident.project_id, request.path_params["server_id"],
+                                       body.name, body.description)
+    return json({"server": (await _views(ctx, [row]))[0]})
+
+
+# --- delete and batch actions ---------------------------------------------------------------------------
+
+class Ref(BaseModel):
+    model_config = _LAX
+    id: str
+
+
+class DeleteBody(BaseModel):
+    model_config = _STRICT
+    servers: list[Ref] = Field(min_length=1, max_length=1000)
+    delete_publicip: bool | None = None
+    delete_volume: bool = False
+
+
+class StartArgs(BaseModel):
+    model_config = _STRICT
+    servers: list[Ref] = Field(min_length=1, max_length=1000)
+
+
+class StopArgs(StartArgs):
+    type: str = "SOFT"
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if v not in ("SOFT", "HARD"):
+            raise ValueError('must be "SOFT" or "HARD"')
+        return v
+
+
+class RebootArgs(StopArgs):
+    type: str
+
+
+class ActionBody(BaseModel):
+    model_config = _STRICT
+    os_start: StartArgs | None = Field(default=None, alias="os-start")
+    os_stop: StopArgs | None = Field(default=None, alias="os-stop")
+    reboot: RebootArgs | None = None
+
+
+@endpoint()
+async def delete_servers(request: Request, ctx: Ctx) -> Response:
+    body = parse(DeleteBody, await read_json(request, ctx.services.settings.max_body_bytes))
+    job_id = await ctx.services.store.run(lifecycle.accept_batch, ctx.ident, "delete", [r.id for r in body.servers],
+                                          delete_volume=body.delete_volume)
+    ctx.services.submitted()
+    return json({"job_id": job_id})
+
+
+@endpoint()
+async def batch_action(request: Request, ctx: Ctx) -> Response:
+    body = parse(ActionBody, await read_json(request, ctx.services.settings.max_body_bytes))
+    given = [(name, args) for name, args in (("os-start", body.os_start), ("os-stop", body.os_stop),
+                                             ("reboot", body.reboot)) if args is not None]
+    if len(given) != 1:
+        raise invalid("exactly one of os-start, os-stop and reboot is required")
+    action, args = given[0]
+    hard = getattr(args, "type", "SOFT") == "HARD"
+    job_id = await ctx.services.store.run(lifecycle.accept_batch, ctx.ident, action, [r.id for r in args.servers],
+                                          hard=hard)
+    ctx.services.submitted()
+    return json({"job_id": job_id})
+
+
+# --- disks ------------------------------------------------------------------------------------------------
+
+async def _server_and_volumes(request: Request, ctx: Ctx):
+    def run(conn):
+        row = srv.load(conn, ctx.ident.project_id, request.path_params["server_id"])
+        return row, srv.attached_volumes(conn, [row["id"]])[row["id"]]
+
+    return await ctx.services.store.run(run)
+
+
+@endpoint()
+async def block_devices(request: Request, ctx: Ctx) -> Response:
+    row, vols = await _server_and_volumes(request, ctx)
+    used = len(vols)
+    return json({"volumeAttachments": [
+        {"serverId": row["id"], "volumeId": v["id"], "id": v["id"], "size": v["size"], "device": v["device"],
+         "pciAddress": f"0000:02:{i + 1:02x}.0", "bootIndex": v["boot_index"] if v["boot_index"] is not None else -1,
+         "bus": "virtio"} for i, v in enumerate(vols)],
+        "attachableQuantity": {"free_scsi": 59, "free_blk": max(0, 24 - used), "free_disk": max(0, 24 - used)}})
+
+
+@endpoint()
+async def volume_attachments(request: Request, ctx: Ctx) -> Response:
+    row, vols = await _server_and_volumes(request, ctx)
+    return json({"volumeAttachments": [{"serverId": row["id"], "volumeId": v["id"], "id": v["id"],
+                                        "device": v["device"]} for v in vols]})
+
+
+# --- native (Nova) view -------------------------------------------------------------------------------------
+
+@endpoint()
+async def nova_show_server(request: Request, ctx: Ctx) -> Response:
+    row = await ctx.services.store.run(srv.load, ctx.ident.project_id, request.path_params["server_id"])
+    view = (await _views(ctx, [row]))[0]
+    base = ctx.services.settings.endpoint
+    view["image"]["links"] = [{"rel": "bookmark", "href": f"{base}/images/{row['image_id']}"}]
+    view["flavor"]["links"] = [{"rel": "bookmark", "href": f"{base}/flavors/{row['flavor_id']}"}]
+    view["flavor"].update(vcpus=int(view["flavor"]["vcpus"]), ram=int(view["flavor"]["ram"]), disk=0,
+                          original_name=view["flavor"]["name"])
+    view["links"] = [{"rel": "self", "href": f"{base}/v2.1/{row['project_id']}/servers/{row['id']}"}]
+    for item in view["os-extended-volumes:volumes_attached"]:
+        item.pop("bootIndex", None)
+    return json({"server": view})
+
+
+routes = [
+    Route("/v1/{project_id}/cloudservers", create_servers, methods=["POST"]),
+    Route("/v1/{project_id}/cloudservers/detail", list_detail, methods=["GET"]),
+    Route("/v1/{project_id}/cloudservers/delete", delete_servers, methods=["POST"]),
+    Route("/v1/{project_id}/cloudservers/action", batch_action, methods=["POST"]),
+    Route("/v1/{project_id}/cloudservers/{server_id}", show_server, methods=["GET"]),
+    Route("/v1/{project_id}/cloudservers/{server_id}", update_server, methods=["PUT"]),
+    Route("/v1/{project_id}/cloudservers/{server_id}/block_device", block_devices, methods=["GET"]),
+    Route("/v1/{project_id}/cloudservers/{server_id}/os-volume_attachments", volume_attachments, methods=["GET"]),
+    Route("/v2.1/{project_id}/servers/{server_id}", nova_show_server, methods=["GET"]),
+]

@@ -13,6 +13,7 @@ transaction. Async callers (HTTP handlers, the job engine) go through :meth:`Sto
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -75,14 +76,15 @@ class Store:
         with self.engine.begin() as conn:
             yield conn
 
-    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+    def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self.engine.begin() as conn:
-            return fn(conn, *args)
+            return fn(conn, *args, **kwargs)
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self._pool is None:
-            return self.run_sync(fn, *args)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self.run_sync, fn, *args)
+            return self.run_sync(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, functools.partial(self.run_sync, fn, *args, **kwargs))
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -1,0 +1,144 @@
+"""Servers and their disks: lookups, the atomic state gate, and the state updates job steps make.
+
+The gate (:func:`claim`) is a compare-and-set on the server row: it sets ``task_state`` and the
+owning ``job_id`` only if the row still holds the state the caller judged, so that of N concurrent
+mutating requests on one server exactly one is accepted, in any process, on either database. It runs
+in the same transaction that inserts the job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, select
+from sqlalchemy.engine import Connection
+
+from ecsd.domain import clock
+from ecsd.domain import states as st
+from ecsd.domain.errors import EcsError
+from ecsd.store.schema import servers, volumes
+
+_JSON_COLUMNS = ("metadata", "addresses", "fault")
+
+
+def decode(row) -> dict[str, Any]:
+    server = dict(row._mapping)
+    for key in _JSON_COLUMNS:
+        if server.get(key) is not None:
+            server[key] = orjson.loads(server[key])
+    return server
+
+
+def load(conn: Connection, project_id: str, server_id: str) -> dict[str, Any]:
+    """The live server of this project, or 404 Ecs.0114 (unknown, malformed, foreign or deleted id alike)."""
+    if not clock.is_uuid(server_id):
+        raise EcsError("Ecs.0114")
+    row = conn.execute(select(servers).where(and_(servers.c.id == server_id, servers.c.project_id == project_id,
+                                                  servers.c.deleted.is_(False)))).first()
+    if row is None:
+        raise EcsError("Ecs.0114")
+    return decode(row)
+
+
+def load_by_id(conn: Connection, server_id: str) -> dict[str, Any]:
+    """A server by id alone, for job steps that already own it."""
+    return decode(conn.execute(select(servers).where(servers.c.id == server_id)).one())
+
+
+def load_many(conn: Connection, project_id: str, server_ids: list[str]) -> list[dict[str, Any]]:
+    """All of these servers, in the given order; any unknown one is 404 Ecs.0114 naming it."""
+    bad = [s for s in server_ids if not clock.is_uuid(s)]
+    if bad:
+        raise EcsError("Ecs.0114", f"server {bad[0]} does not exist")
+    rows = conn.execute(select(servers).where(and_(servers.c.id.in_(server_ids),
+                                                   servers.c.project_id == project_id,
+                                                   servers.c.deleted.is_(False)))).all()
+    found = {r.id: decode(r) for r in rows}
+    missing = [s for s in server_ids if s not in found]
+    if missing:
+        raise EcsError("Ecs.0114", f"server {missing[0]} does not exist")
+    return [found[s] for s in server_ids]
+
+
+def attached_volumes(conn: Connection, server_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """server id -> its attached volumes, system disk (boot_index 0) first."""
+    out: dict[str, list[dict[str, Any]]] = {s: [] for s in server_ids}
+    if not server_ids:
+        return out
+    rows = conn.execute(select(volumes).where(volumes.c.server_id.in_(server_ids))
+                        .order_by(volumes.c.server_id, volumes.c.boot_index.is_(None), volumes.c.boot_index,
+                                  volumes.c.device)).all()
+    for r in rows:
+        out[r.server_id].append(dict(r._mapping))
+    return out
+
+
+def system_volume(conn: Connection, server_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(volumes).where(and_(volumes.c.server_id == server_id,
+                                                  volumes.c.boot_index == 0))).first()
+    return dict(row._mapping) if row else None
+
+
+def check_gate(server: dict[str, Any], op: str) -> None:
+    """Refuse ``op`` with the documented code unless the server's state allows it."""
+    if server["locked"]:
+        raise EcsError("Ecs.0605")
+    if st.gate_refusal(op, server["vm_state"], server["task_state"], server["job_id"], server["failed_op"]):
+        raise EcsError("Ecs.0100", f"server {server['id']} is {st.status_of(server['vm_state'], server['task_state'])}"
+                       + (" with an operation in progress" if server["job_id"] else ""))
+
+
+def claim(conn: Connection, server: dict[str, Any], task_state: str, job_id: str) -> None:
+    """Compare-and-set: take the server for ``job_id`` if nobody changed it since it was read."""
+    res = conn.execute(servers.update().where(and_(
+        servers.c.id == server["id"], servers.c.vm_state == server["vm_state"],
+        servers.c.task_state.is_(None), servers.c.job_id.is_(None), servers.c.locked.is_(False),
+        servers.c.deleted.is_(False),
+    )).values(task_state=task_state, job_id=job_id, updated_at=clock.now()))
+    if res.rowcount != 1:
+        raise EcsError("Ecs.0100", f"server {server['id']} has another operation in progress")
+
+
+def update_owned(conn: Connection, server_id: str, owner_job: str, **values: Any) -> None:
+    """A job step's update of the server it owns (fenced on servers.job_id)."""
+    values.setdefault("updated_at", clock.now())
+    for key in _JSON_COLUMNS:
+        if key in values and values[key] is not None and not isinstance(values[key], str):
+            values[key] = orjson.dumps(values[key]).decode()
+    conn.execute(servers.update().where(and_(servers.c.id == server_id, servers.c.job_id == owner_job))
+                 .values(**values))
+
+
+def finish_owned(conn: Connection, server_id: str, job_id: str, **values: Any) -> None:
+    """The job is done with the server: clear task_state and the job lock, apply the final state."""
+    update_owned(conn, server_id, job_id, task_state=None, job_id=None, **values)
+
+
+def fail_owned(conn: Connection, server_id: str, job_id: str, op: str, code: str, reason: str) -> None:
+    """Failure: the server goes to ERROR with a fault; a retry of ``op``-like operations is allowed."""
+    finish_owned(conn, server_id, job_id, vm_state=st.ERROR, power_state=st.POWER_NOSTATE, failed_op=op,
+                 fault={"code": code, "message": reason, "details": reason, "created": clock.iso_s(clock.now())})
+
+
+def update_details(conn: Connection, project_id: str, server_id: str, name: str | None,
+                   description: str | None) -> dict[str, Any]:
+    """PUT /cloudservers/{id}: rename or describe; refused while locked or while a job owns the server."""
+    server = load(conn, project_id, server_id)
+    if server["locked"]:
+        raise EcsError("Ecs.0605")
+    if server["job_id"] is not None:
+        raise EcsError("Ecs.0100", "another operation is in progress on this ECS")
+    values = {k: v for k, v in (("name", name), ("description", description)) if v is not None}
+    if values:
+        conn.execute(servers.update().where(servers.c.id == server_id).values(updated_at=clock.now(), **values))
+    return load(conn, project_id, server_id)
+
+
+def metadata_from_image(metadata: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
+    """The system metadata keys that follow the image (spec digest Appendix A mapping)."""
+    out = dict(metadata)
+    out.update({"image_name": image["name"], "os_type": image["os_type"], "os_bit": image["os_bit"],
+                "metering.image_id": image["id"], "metering.imagetype": image["imagetype"],
+                "virtual_env_type": image["virtual_env_type"]})
+    return out
