@@ -1,0 +1,3 @@
+"""Native (Nova) server actions and lists (being written)."""
+
+routes: list = []
