@@ -32,6 +32,7 @@ from ecsd.domain import clock
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
 from ecsd.domain.errors import EcsError, invalid
+from ecsd.domain.flavors import get_flavor
 from ecsd.domain.identity import Identity, user_in_domain
 from ecsd.domain.images import visible_image
 from ecsd.domain.keypairs import find_keypair
@@ -113,6 +114,9 @@ def accept(conn: Connection, ident: Identity, server_id: str, req: OsChange) -> 
     if image["hw_firmware_type"] != server["firmware"]:
         raise EcsError("Ecs.0007", f"the image boots with {image['hw_firmware_type'].upper()}, "
                                    f"the ECS with {server['firmware'].upper()}")
+    flavor = get_flavor(conn, server["flavor_id"])
+    if flavor is not None and image["min_ram"] and flavor["ram"] < image["min_ram"]:
+        raise EcsError("Ecs.0007", f"the image needs {image['min_ram']} MB of memory, the flavor has {flavor['ram']} MB")
     if req.byol and image["platform"] not in BYOL_PLATFORMS:
         raise EcsError("Ecs.0090")
 
