@@ -459,3 +459,22 @@ def test_job_of_another_project_is_unknown(api, other_api):
     job_id = change(other_api, sid, {"imageid": s.DEBIAN}).json()["job_id"]
     assert_error(api.get(f"/v1/{{pid}}/jobs/{job_id}"), 400, "Common.0011")
     assert other_api.wait_job(job_id)["status"] == "SUCCESS"
+
+
+def test_server_left_behind_by_a_vanished_job_is_settled_at_start(settings, creds):
+    from starlette.testclient import TestClient
+
+    from ecsd.app import create_app
+
+    with TestClient(create_app(settings)) as c:
+        api = Api(c, creds)
+        sid = stopped_server(api)
+        # Simulate a server whose job row was lost mid-change (e.g. a database restored from backup).
+        c.app.state.services.store.run_sync(lambda conn: conn.exec_driver_sql(
+            "UPDATE servers SET task_state = 'rebuild_spawning', job_id = ? WHERE id = ?", ("f" * 32, sid)))
+        assert api.server(sid)["status"] == "REBUILD"
+    with TestClient(create_app(settings)) as c:
+        srv = Api(c, creds).server(sid)
+        assert srv["status"] == "ERROR" and srv["OS-EXT-STS:task_state"] is None
+        r = Api(c, creds).post(V1 % sid, {"os-change": {"imageid": s.DEBIAN}})  # and may be retried
+        assert r.status_code == 200, r.text

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from ecsd.config import Settings
-from ecsd.domain import seed
+from ecsd.domain import recovery, seed
 from ecsd.domain.errors import EcsError
 from ecsd.domain.jobtypes import all_job_types
 from ecsd.drivers.simulated import SimulatedDriver
@@ -59,6 +59,10 @@ def prepare_store(settings: Settings) -> tuple[Store, dict | None]:
         os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
     store = Store(settings.url)
     migrate.upgrade(store.engine)
+    with store.tx() as conn:
+        settled = recovery.settle_orphans(conn)
+    if settled:
+        log.warning("settled %d server(s) whose operation had no live job", settled)
     creds = None
     if settings.seed_demo:
         with store.tx() as conn:
