@@ -20,6 +20,11 @@ pytestmark = pytest.mark.slow
 ECSD = [sys.executable, "-m", "ecsd"]
 
 
+def read_json(path: str) -> dict:
+    with open(path) as fh:
+        return json.load(fh)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -95,7 +100,7 @@ def test_first_start_writes_credentials_and_data_survives_restart(tmp_path):
     try:
         path = os.path.join(data, "credentials.json")
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-        creds = json.load(open(path))
+        creds = read_json(path)
         for key in ("domain_name", "user_name", "password", "project_id", "project_name"):
             assert creds[key]
         client = Client(server.base, creds)
@@ -107,7 +112,7 @@ def test_first_start_writes_credentials_and_data_survives_restart(tmp_path):
 
     again = Server(data)
     try:
-        assert json.load(open(os.path.join(data, "credentials.json"))) == creds  # not seeded twice
+        assert read_json(os.path.join(data, "credentials.json")) == creds  # not seeded twice
         client = Client(again.base, creds)
         r = client.get(f"/v1/{{pid}}/cloudservers/{sid}")
         assert r.status_code == 200 and r.json()["server"]["status"] == "ACTIVE"
@@ -121,7 +126,7 @@ def test_accepted_change_os_finishes_after_kill_9(tmp_path):
     env = {"ECSD_SIM_DELAY": "0.4", "ECSD_LEASE_SECONDS": "2"}
     server = Server(data, env)
     try:
-        creds = json.load(open(os.path.join(data, "credentials.json")))
+        creds = read_json(os.path.join(data, "credentials.json"))
         client = Client(server.base, creds)
         sid = client.create()
         job_id = client.post(f"/v1/{{pid}}/cloudservers/{sid}/changeos",
@@ -156,6 +161,7 @@ def test_db_upgrade_and_version(tmp_path):
 
 def test_bad_sim_delay_is_refused(tmp_path):
     r = subprocess.run(ECSD + ["serve", "--data-dir", str(tmp_path / "d"), "--port", str(free_port())],
-                       env={**os.environ, "ECSD_SIM_DELAY": "soon"}, capture_output=True, text=True, timeout=30)
+                       env={**os.environ, "ECSD_SIM_DELAY": "soon"}, capture_output=True, text=True, timeout=30,
+                       check=False)
     assert r.returncode != 0
     assert "ECSD_SIM_DELAY" in r.stderr + r.stdout

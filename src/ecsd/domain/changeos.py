@@ -225,8 +225,8 @@ def swap_record(conn: Connection, ctx: JobContext) -> None:
         metadata["BYOL"] = "true"
     else:
         metadata.pop("BYOL", None)
-    values: dict[str, Any] = dict(image_id=p["image"]["id"], key_name=p["key_name"], metadata=metadata,
-                                  task_state=st.REBUILD_SPAWNING)
+    values: dict[str, Any] = {"image_id": p["image"]["id"], "key_name": p["key_name"], "metadata": metadata,
+                              "task_state": st.REBUILD_SPAWNING}
     if p["user_data"] is not None:
         values["user_data"] = p["user_data"]
     srv.update_owned(conn, ctx.server_id, ctx.job_id, **values)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 now = time.time
 
@@ -22,7 +22,7 @@ def iso_ms(ts: float | None) -> str | None:
     """Job times: ``2016-04-25T20:04:34.604Z``."""
     if ts is None:
         return None
-    dt = datetime.fromtimestamp(ts, timezone.utc)
+    dt = datetime.fromtimestamp(ts, UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
@@ -30,14 +30,14 @@ def iso_s(ts: float | None) -> str | None:
     """Server ``created``/``updated``: ``2019-05-22T03:30:52Z``."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def iso_us(ts: float | None) -> str | None:
     """``OS-SRV-USG:launched_at``: ``2019-05-22T03:23:59.000000`` (no zone suffix)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 def is_uuid(value: object) -> bool:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from sqlalchemy import and_, func, or_, select
@@ -131,11 +132,10 @@ def settle_parent(conn: Connection, parent_id: str | None) -> None:
         first = conn.execute(select(jobs.c.error_code).where(and_(jobs.c.parent_id == parent_id,
                                                                   jobs.c.status == st.JOB_FAIL))
                              .order_by(jobs.c.end_time).limit(1)).scalar()
-        values = dict(status=st.JOB_FAIL, error_code="Common.0021",
-                      fail_reason=f"{counts[st.JOB_FAIL]} of {sum(counts.values())} sub-jobs failed "
-                                  f"(first: {first})")
+        values = {"status": st.JOB_FAIL, "error_code": "Common.0021",
+                  "fail_reason": f"{counts[st.JOB_FAIL]} of {sum(counts.values())} sub-jobs failed (first: {first})"}
     else:
-        values = dict(status=st.JOB_SUCCESS)
+        values = {"status": st.JOB_SUCCESS}
     conn.execute(jobs.update().where(and_(jobs.c.job_id == parent_id,
                                           jobs.c.status.in_(st.JOB_IN_FLIGHT)))
                  .values(end_time=now, begin_time=func.coalesce(jobs.c.begin_time, now), **values))
@@ -238,7 +238,7 @@ class Engine:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     # loops
@@ -262,7 +262,7 @@ class Engine:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     def _done(self, task: asyncio.Task) -> None:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
@@ -31,7 +32,7 @@ def sqlite_url(data_dir: str) -> str:
 
 def normalise_url(url: str) -> str:
     """Accept the plain ``postgresql://`` form and pick the psycopg 3 driver for it."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
