@@ -1,23 +1,176 @@
-"""Images (IMS): lookup, visibility and the attributes change OS and create validate against."""
+"""Images (IMS): lookup, visibility, filtered and paged listing, and the attributes change OS and
+create validate against.
+
+Visibility rule (everywhere): a project sees an image when it is public or the project owns it,
+and never once it is ``deleted``. Listing is keyset-paged: rows are ordered by a sort key with the
+image id as tie-breaker, and a marker (the id of the last image of the previous page) resumes right
+after that image, so paging is stable while images come and go.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Connection
 
+from ecsd.domain.errors import invalid
 from ecsd.store.schema import images
+
+# Query parameters (IMS / Glance spelling) that filter on one column by exact value.
+STRING_FILTERS: dict[str, Any] = {
+    "id": images.c.id,
+    "name": images.c.name,
+    "status": images.c.status,
+    "visibility": images.c.visibility,
+    "owner": images.c.owner,
+    "__imagetype": images.c.imagetype,
+    "__os_type": images.c.os_type,
+    "__os_bit": images.c.os_bit,
+    "__platform": images.c.platform,
+    "__os_version": images.c.os_version,
+    "virtual_env_type": images.c.virtual_env_type,
+    "disk_format": images.c.disk_format,
+    "hw_firmware_type": images.c.hw_firmware_type,
+}
+
+# Query parameters that take "true" / "false" and filter on a boolean column.
+BOOL_FILTERS: dict[str, Any] = {
+    "__support_kvm": images.c.support_kvm,
+    "__support_cloudinit": images.c.cloudinit,
+}
+
+# Attributes every image has with one fixed value here: a filter asking for another value matches nothing.
+CONSTANT_FILTERS: dict[str, str] = {
+    "__isregistered": "true",
+    "protected": "false",
+    "container_format": "bare",
+}
+
+SORT_KEYS: dict[str, Any] = {
+    "name": images.c.name,
+    "id": images.c.id,
+    "status": images.c.status,
+    "disk_format": images.c.disk_format,
+    "size": images.c.size,
+    "min_disk": images.c.min_disk,
+    "min_ram": images.c.min_ram,
+    "created_at": images.c.created_at,
+    "updated_at": images.c.updated_at,
+}
+
+MAX_FILTER_LENGTH = 255
+
+
+@dataclass
+class ImageQuery:
+    """One listing request, already validated. ``statuses`` (when set) narrows to any of these."""
+
+    equals: dict[str, str] = field(default_factory=dict)       # query parameter -> value
+    flags: dict[str, bool] = field(default_factory=dict)       # boolean parameter -> value
+    impossible: bool = False                                   # a constant filter that cannot match
+    statuses: tuple[str, ...] | None = None
+    min_disk: int | None = None                                # image min_disk >= this
+    min_ram: int | None = None                                 # image min_ram >= this
+    changed_since: float | None = None                         # updated_at >= this (epoch seconds)
+    sort_key: str = "name"
+    sort_dir: str = "asc"
+    limit: int = 500
+    marker: str | None = None
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise invalid(f"{name} must be true or false")
+    return value == "true"
+
+
+def query_from_params(params: Mapping[str, str]) -> ImageQuery:
+    """The attribute filters found in query parameters; unknown parameters are ignored, as IMS does.
+
+    Paging and sorting parameters are left to the caller (their defaults differ per API).
+    """
+    query = ImageQuery()
+    for name, raw in params.items():
+        if name in STRING_FILTERS or name in CONSTANT_FILTERS:
+            if len(raw) > MAX_FILTER_LENGTH:
+                raise invalid(f"{name} is longer than {MAX_FILTER_LENGTH} characters")
+            if name in CONSTANT_FILTERS:
+                if raw.strip().lower() != CONSTANT_FILTERS[name]:
+                    query.impossible = True
+            else:
+                query.equals[name] = raw
+        elif name in BOOL_FILTERS:
+            query.flags[name] = _bool(name, raw)
+    return query
+
+
+def _visible(project_id: str):
+    return and_(images.c.status != "deleted",
+                or_(images.c.visibility == "public", images.c.owner == project_id))
+
+
+def _load(row) -> dict[str, Any]:
+    image = dict(row._mapping)
+    image["properties"] = orjson.loads(image["properties"])
+    return image
 
 
 def visible_image(conn: Connection, project_id: str, image_id: str) -> dict[str, Any] | None:
     """The image if it exists and the project may use it (public, or private to this project)."""
-    row = conn.execute(select(images).where(and_(
-        images.c.id == image_id, images.c.status != "deleted",
-        or_(images.c.visibility == "public", images.c.owner == project_id)))).first()
-    if row is None:
-        return None
-    image = dict(row._mapping)
-    image["properties"] = orjson.loads(image["properties"])
-    return image
+    row = conn.execute(select(images).where(and_(images.c.id == image_id, _visible(project_id)))).first()
+    return None if row is None else _load(row)
+
+
+def _sort_column(conn: Connection, key: str):
+    col = SORT_KEYS[key]
+    # Text keys compare byte-wise on every backend, so that the order (and therefore paging) does
+    # not depend on the database's locale. SQLite compares byte-wise already.
+    if conn.dialect.name == "postgresql" and key in ("name", "id", "status", "disk_format"):
+        return col.collate("C")
+    return col
+
+
+def list_images(conn: Connection, project_id: str, query: ImageQuery) -> tuple[list[dict[str, Any]], bool]:
+    """One page of the images the project can see: ``(images, more_follow)``.
+
+    An unknown or invisible marker is Ecs.0005, as are an unknown sort key or direction.
+    """
+    if query.sort_key not in SORT_KEYS:
+        raise invalid(f"sort_key must be one of {', '.join(SORT_KEYS)}")
+    if query.sort_dir not in ("asc", "desc"):
+        raise invalid("sort_dir must be asc or desc")
+    key = _sort_column(conn, query.sort_key)
+    tie = _sort_column(conn, "id")
+    conds = [_visible(project_id)]
+    if query.marker is not None:
+        mark = visible_image(conn, project_id, query.marker)
+        if mark is None:
+            raise invalid(f"marker {query.marker} is not an image of this project")
+        mkey, mid = mark[query.sort_key], mark["id"]
+        if query.sort_dir == "asc":
+            conds.append(or_(key > mkey, and_(key == mkey, tie > mid)))
+        else:
+            conds.append(or_(key < mkey, and_(key == mkey, tie < mid)))
+    if query.impossible:
+        return [], False
+    for name, value in query.equals.items():
+        conds.append(STRING_FILTERS[name] == value)
+    for name, flag in query.flags.items():
+        conds.append(BOOL_FILTERS[name] == flag)
+    if query.statuses is not None:
+        conds.append(images.c.status.in_(query.statuses))
+    if query.min_disk is not None:
+        conds.append(images.c.min_disk >= query.min_disk)
+    if query.min_ram is not None:
+        conds.append(images.c.min_ram >= query.min_ram)
+    if query.changed_since is not None:
+        conds.append(images.c.updated_at >= query.changed_since)
+    order = (key.asc(), tie.asc()) if query.sort_dir == "asc" else (key.desc(), tie.desc())
+    rows = conn.execute(select(images).where(and_(*conds)).order_by(*order).limit(query.limit + 1)).all()
+    page = [_load(r) for r in rows[:query.limit]]
+    return page, len(rows) > query.limit
