@@ -28,12 +28,101 @@ def creds(template):
     return dict(template[1])
 
 
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def pytest_generate_tests(metafunc):
+    """A test module that sets BOTH_DATABASES = True runs each of its tests on SQLite and on PostgreSQL."""
+    if "settings" in metafunc.fixturenames and getattr(metafunc.module, "BOTH_DATABASES", False):
+        metafunc.parametrize("settings", ["sqlite", "postgresql"], indirect=True)
+
+
+def _postgres_unreachable() -> str | None:
+    try:
+        import psycopg
+
+        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=2).close()
+    except Exception as exc:  # noqa: BLE001 - any failure means: skip with the reason
+        return f"PostgreSQL is not reachable on 127.0.0.1:5432 as postgres/test: {exc}"
+    return None
+
+
 @pytest.fixture
-def settings(template, tmp_path):
+def settings(request, template, tmp_path):
+    """SQLite copied from the template, or (BOTH_DATABASES modules) a fresh PostgreSQL schema."""
     data_dir = str(tmp_path / "data")
     os.makedirs(data_dir)
-    shutil.copy(os.path.join(template[0], "ecsd.db"), os.path.join(data_dir, "ecsd.db"))
-    return Settings(data_dir=data_dir, sim_delay=0.0, worker_name="test-worker", lease_seconds=5.0)
+    if getattr(request, "param", "sqlite") == "postgresql":
+        reason = _postgres_unreachable()
+        if reason:
+            pytest.skip(reason)
+    else:
+        shutil.copy(os.path.join(template[0], "ecsd.db"), os.path.join(data_dir, "ecsd.db"))
+        yield Settings(data_dir=data_dir, sim_delay=0.0, worker_name="test-worker", lease_seconds=5.0)
+        return
+    yield from _postgres_settings(data_dir, template[1], request.getfixturevalue("pg_schema"))
+
+
+def _copy_demo_tenant(conn, creds: dict, password_hash: str) -> None:
+    """The template's demo tenant with the same ids and password, so that `creds` works on this database."""
+    import time
+
+    from ecsd.store.schema import domains, memberships, projects, users
+    from ecsd.store.schema import settings as settings_table
+
+    now = time.time()
+    conn.execute(domains.insert().values(id="d" * 32, name=creds["domain_name"], created_at=now))
+    conn.execute(users.insert().values(id=creds["user_id"], domain_id="d" * 32, name=creds["user_name"],
+                                       password_hash=password_hash, created_at=now))
+    conn.execute(projects.insert().values(id=creds["project_id"], domain_id="d" * 32, name=creds["project_name"],
+                                          created_at=now))
+    conn.execute(memberships.insert().values(user_id=creds["user_id"], project_id=creds["project_id"]))
+    conn.execute(settings_table.insert().values(key="seeded", value=str(now)))
+
+
+@pytest.fixture(scope="session")
+def pg_schema(template):
+    """One migrated PostgreSQL schema for the session; each test empties and re-seeds it."""
+    import uuid
+
+    import psycopg
+
+    from ecsd.domain.identity import hash_password
+    from ecsd.store import migrate
+    from ecsd.store.db import Store
+
+    schema = "ecsd_t_" + uuid.uuid4().hex[:10]
+    conninfo = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    store = Store(url)
+    migrate.upgrade(store.engine)
+    store.close()
+    try:
+        yield url, hash_password(template[1]["password"])
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _postgres_settings(data_dir: str, creds: dict, pg: tuple[str, str]):
+    from sqlalchemy import text
+
+    from ecsd.domain import seed
+    from ecsd.store.db import Store
+    from ecsd.store.schema import metadata
+
+    url, password_hash = pg
+    store = Store(url)
+    with store.tx() as conn:
+        tables = ", ".join(t.name for t in metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        _copy_demo_tenant(conn, creds, password_hash)
+        seed.seed_catalogue(conn)
+    store.close()
+    yield Settings(data_dir=data_dir, database_url=url, sim_delay=0.0, worker_name="test-worker",
+                   lease_seconds=5.0)
 
 
 @pytest.fixture

@@ -99,3 +99,10 @@ class Api:
         r = self.post("/v2.1/{pid}/os-keypairs", {"keypair": {"name": name}})
         assert r.status_code == 200, r.text
         return r.json()["keypair"]
+
+
+def sql(client, statement: str, **params):
+    """Run one statement on the app's database, as an operator with database access would (both dialects)."""
+    from sqlalchemy import text
+
+    return client.app.state.services.store.run_sync(lambda conn: conn.execute(text(statement), params))

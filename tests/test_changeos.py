@@ -7,11 +7,14 @@ import threading
 import time
 
 import pytest
+from sqlalchemy import text
 
 from ecsd.domain.states import status_of
 from tests import support as s
 from tests.conftest import add_tenant
 from tests.support import Api
+
+BOTH_DATABASES = True  # every test here runs on SQLite and on PostgreSQL (skipped where it is absent)
 
 V1 = "/v1/{pid}/cloudservers/%s/changeos"
 V2 = "/v2/{pid}/cloudservers/%s/changeos"
@@ -148,7 +151,7 @@ def test_userid_resolves_key_pair_of_that_user(api, client, creds):
     from ecsd.domain import identity
 
     def add_colleague(conn):
-        domain_id = conn.exec_driver_sql("SELECT domain_id FROM users WHERE id = ?", (creds["user_id"],)).scalar()
+        domain_id = conn.execute(text("SELECT domain_id FROM users WHERE id = :id"), {"id": creds["user_id"]}).scalar()
         uid = identity.create_user(conn, domain_id, "colleague", "Colleague-Pass1")
         identity.add_member(conn, uid, creds["project_id"])
         return uid
@@ -203,11 +206,9 @@ def test_reinstall_v2_with_user_data(api):
 
 def test_reinstall_refused_when_current_image_is_gone(api, client):
     sid = stopped_server(api)
-    client.app.state.services.store.run_sync(
-        lambda c: c.exec_driver_sql("UPDATE images SET status = 'deleted' WHERE id = ?", (s.UBUNTU,)))
+    s.sql(client, "UPDATE images SET status = 'deleted' WHERE id = :id", id=s.UBUNTU)
     assert_error(api.post(RE1 % sid, {"os-reinstall": {}}), 400, "Ecs.0031")
-    client.app.state.services.store.run_sync(
-        lambda c: c.exec_driver_sql("UPDATE images SET status = 'saving' WHERE id = ?", (s.UBUNTU,)))
+    s.sql(client, "UPDATE images SET status = 'saving' WHERE id = :id", id=s.UBUNTU)
     assert_error(api.post(RE1 % sid, {"os-reinstall": {}}), 400, "Ecs.0032")
 
 
@@ -317,8 +318,8 @@ def test_image_refusals(api, image, code):
 
 def test_private_image_of_another_project_is_invisible(api, client):
     other = add_tenant(client, "d3", "u3", "Passw0rd-3x", "p3")
-    client.app.state.services.store.run_sync(lambda c: c.exec_driver_sql(
-        "UPDATE images SET visibility = 'private', owner = ? WHERE id = ?", (other["project_id"], s.CENTOS)))
+    s.sql(client, "UPDATE images SET visibility = 'private', owner = :o WHERE id = :id", o=other["project_id"],
+          id=s.CENTOS)
     sid = stopped_server(api)
     assert_error(change(api, sid, {"imageid": s.CENTOS}), 400, "Ecs.0031")
 
@@ -351,8 +352,7 @@ def test_running_server_without_stop_mode(api):
 
 def test_locked_server(api, client):
     sid = stopped_server(api)
-    client.app.state.services.store.run_sync(
-        lambda c: c.exec_driver_sql("UPDATE servers SET locked = 1 WHERE id = ?", (sid,)))
+    s.sql(client, "UPDATE servers SET locked = :yes WHERE id = :id", yes=True, id=sid)
     assert_error(change(api, sid, {"imageid": s.DEBIAN}), 400, "Ecs.0605")
     assert_error(api.post(RE1 % sid, {"os-reinstall": {}}), 400, "Ecs.0605")
 
@@ -360,8 +360,8 @@ def test_locked_server(api, client):
 def test_no_system_disk(api, client):
     # Reachable on the cloud by detaching the system disk of a stopped ECS (rule 33).
     sid = stopped_server(api)
-    client.app.state.services.store.run_sync(lambda c: c.exec_driver_sql(
-        "UPDATE volumes SET server_id = NULL, boot_index = NULL, status = 'available' WHERE server_id = ?", (sid,)))
+    s.sql(client, "UPDATE volumes SET server_id = NULL, boot_index = NULL, status = 'available' "
+                  "WHERE server_id = :id", id=sid)
     assert_error(change(api, sid, {"imageid": s.DEBIAN}), 400, "Ecs.0105")
 
 
@@ -470,8 +470,7 @@ def test_server_left_behind_by_a_vanished_job_is_settled_at_start(settings, cred
         api = Api(c, creds)
         sid = stopped_server(api)
         # Simulate a server whose job row was lost mid-change (e.g. a database restored from backup).
-        c.app.state.services.store.run_sync(lambda conn: conn.exec_driver_sql(
-            "UPDATE servers SET task_state = 'rebuild_spawning', job_id = ? WHERE id = ?", ("f" * 32, sid)))
+        s.sql(c, "UPDATE servers SET task_state = 'rebuild_spawning', job_id = :j WHERE id = :id", j="f" * 32, id=sid)
         assert api.server(sid)["status"] == "REBUILD"
     with TestClient(create_app(settings)) as c:
         srv = Api(c, creds).server(sid)

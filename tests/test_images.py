@@ -15,6 +15,7 @@ from ecsd.domain import clock, seed
 from ecsd.drivers.simulated import FAULT_KEY
 from ecsd.store.schema import images
 from tests.support import (
+    token_request,
     CENTOS,
     DATA_IMAGE,
     DEBIAN,
@@ -225,7 +226,7 @@ def test_glance_show_returns_the_image_at_top_level(api):
     assert image == next(i for i in ims(api)["images"] if i["id"] == UBUNTU_UEFI)
 
 
-@pytest.mark.parametrize("image_id", [str(uuid.uuid4()), "not-a-uuid", UBUNTU.upper()])
+@pytest.mark.parametrize("image_id", ["5b0f1f5e-8a0e-4b5e-9f1e-2a3b4c5d6e7f", "not-a-uuid", UBUNTU.upper()])
 def test_glance_show_unknown_is_404(api, image_id):
     assert_error(api.get(f"/v2/images/{image_id}"), 404, "Ecs.0031")
 
@@ -340,11 +341,16 @@ def test_nova_unknown_image_and_wrong_project(api):
     assert_error(api.get(f"/v2.1/{OTHER_PROJECT}/images/{UBUNTU}"), 400, "Ecs.0023")
 
 
-def test_glance_api_also_answers_where_discovery_points_clients(api):
-    # keystoneauth resolves the bare image endpoint through GET /, whose highest 2.x entry is v2.1.
-    r = api.get(f"/v2.1/images/{DEBIAN}")
+def test_glance_has_its_own_root_for_discovery(api):
+    r = api.get("/image", token=False)
+    assert r.status_code == 300
+    assert r.json()["versions"][0]["links"][0]["href"].endswith("/image/v2/")
+    r = api.get(f"/image/v2/images/{DEBIAN}")
     assert r.status_code == 200 and r.json() == api.get(f"/v2/images/{DEBIAN}").json()
-    page = api.get("/v2.1/images?limit=2").json()
+    page = api.get("/image/v2/images?limit=2").json()
     assert len(page["images"]) == 2 and page["next"].startswith("/v2/images?")
-    assert_error(api.get(f"/v2.1/images/{uuid.uuid4()}"), 404, "Ecs.0031")
-    assert_error(api.get("/v2.1/images", token=False), 401, "Common.0013")
+    assert_error(api.get(f"/image/v2/images/{uuid.uuid4()}"), 404, "Ecs.0031")
+    assert_error(api.get("/image/v2/images", token=False), 401, "Common.0013")
+    catalog = {e["type"]: e["endpoints"][0]["url"] for e in api.client.post(
+        "/v3/auth/tokens", json=token_request(api.creds)).json()["token"]["catalog"]}
+    assert catalog["image"].endswith("/image")

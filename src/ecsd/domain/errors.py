@@ -28,10 +28,12 @@ class EcsError(Exception):
         super().__init__(f"{code}: {detail or self.message}")
 
     def body(self) -> dict:
-        err: dict = {"code": self.code, "message": self.message}
-        if self.detail:
-            err["details"] = [{"code": self.code, "message": self.detail}]
-        return {"error": err}
+        """The specific reason, when there is one, is the message (as in the reference's own examples,
+        e.g. "privateIp [...] is not in this subnet [...]"): openstacksdk shows only ``message``."""
+        if not self.detail:
+            return {"error": {"code": self.code, "message": self.message}}
+        return {"error": {"code": self.code, "message": f"{self.message} {self.detail}",
+                          "details": [{"code": self.code, "message": self.detail}]}}
 
 
 def invalid(detail: str) -> EcsError:

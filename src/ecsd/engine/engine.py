@@ -123,6 +123,9 @@ def settle_parent(conn: Connection, parent_id: str | None) -> None:
     """When the last sub-job of a batch ends, the parent ends: SUCCESS iff every sub-job succeeded (G6)."""
     if not parent_id:
         return
+    # Lock the parent first: sub-jobs finishing at the same moment then settle one after the other,
+    # and the last one sees every sibling's final status (READ COMMITTED reads afresh per statement).
+    conn.execute(select(jobs.c.job_id).where(jobs.c.job_id == parent_id).with_for_update())
     counts = dict(conn.execute(select(jobs.c.status, func.count()).where(jobs.c.parent_id == parent_id)
                                .group_by(jobs.c.status)).all())
     if counts.get(st.JOB_INIT) or counts.get(st.JOB_RUNNING):

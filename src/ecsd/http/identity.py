@@ -68,7 +68,7 @@ def _catalog(endpoint_url: str, project_id: str, region: str) -> list[dict[str, 
         entry("compute", "nova", f"{endpoint_url}/v2.1/{project_id}"),
         entry("ecs", "ecs", f"{endpoint_url}/v1/{project_id}"),
         entry("ims", "ims", f"{endpoint_url}"),
-        entry("image", "glance", f"{endpoint_url}"),
+        entry("image", "glance", f"{endpoint_url}/image"),
     ]
 
 

@@ -8,12 +8,10 @@
 * The discarded Nova image proxy ``GET /v2.1/{project_id}/images[/detail]``,
   ``/images/{image_id}`` and ``/images/{image_id}/metadata``: Nova field names, Nova status names
   (queued/saving -> SAVING, active -> ACTIVE, killed -> ERROR), ``images_links`` for paging.
-* The same Glance list and show are also served at ``GET /v2.1/images`` and
-  ``GET /v2.1/images/{image_id}``. The token catalog's image endpoint is the bare base URL, so
-  keystoneauth discovers the image API from ``GET /``, which is Nova's version document; it picks
-  the highest 2.x entry there, v2.1, and openstacksdk / python-openstackclient then ask for
-  ``/v2.1/images...`` (verified with openstacksdk: ``conn.image.images()``). These two routes keep
-  those clients working (``openstack server rebuild --image`` resolves the image this way).
+* The token catalog's ``image`` endpoint is ``{base}/image``: ``GET /image`` is a Glance version
+  document, and openstacksdk / python-openstackclient then use ``/image/v2/images[/{id}]`` (the
+  same list and show). Without a root of its own, keystoneauth would discover Glance through
+  ``GET /``, Nova's document, and land among Nova's ``/v2.1/{project_id}/...`` routes.
 
 Choices made here:
 
@@ -243,6 +241,13 @@ async def show_glance_image(request: Request, ctx: Ctx):
     return json(image_view(await _one(ctx, project_id, request.path_params["image_id"])))
 
 
+async def glance_versions(request: Request):
+    """``GET /image``: the Glance version document that points image clients at ``/image/v2``."""
+    base = request.app.state.services.settings.endpoint
+    return json({"versions": [{"id": "v2.9", "status": "CURRENT",
+                               "links": [{"rel": "self", "href": f"{base}/image/v2/"}]}]}, status=300)
+
+
 # --- Nova image proxy (discarded, still served) ----------------------------------------------------
 
 def _nova_query(request: Request) -> domain.ImageQuery:
@@ -312,9 +317,10 @@ routes = [
     Route("/v2/cloudimages", list_cloudimages, methods=["GET"]),
     Route("/v2/images", list_glance_images, methods=["GET"]),
     Route("/v2/images/{image_id}", show_glance_image, methods=["GET"]),
-    # Where keystoneauth's discovery sends Glance clients today (see the module docstring).
-    Route("/v2.1/images", list_glance_images, methods=["GET"]),
-    Route("/v2.1/images/{image_id}", show_glance_image, methods=["GET"]),
+    Route("/image", glance_versions, methods=["GET"]),
+    Route("/image/", glance_versions, methods=["GET"]),
+    Route("/image/v2/images", list_glance_images, methods=["GET"]),
+    Route("/image/v2/images/{image_id}", show_glance_image, methods=["GET"]),
     Route("/v2.1/{project_id}/images", nova_list_images, methods=["GET"]),
     Route("/v2.1/{project_id}/images/detail", nova_list_images_detail, methods=["GET"]),
     Route("/v2.1/{project_id}/images/{image_id}", nova_show_image, methods=["GET"]),
