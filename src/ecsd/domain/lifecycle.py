@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import and_
+from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
 from ecsd.domain import clock
@@ -21,7 +22,7 @@ from ecsd.domain import servers as srv
 from ecsd.domain import states as st
 from ecsd.domain.changeos import check_password, decode_user_data, driver_call
 from ecsd.domain.errors import EcsError, invalid
-from ecsd.domain.flavors import get_flavor
+from ecsd.domain.flavors import SELLING, get_flavor, status_in_az
 from ecsd.domain.identity import Identity
 from ecsd.domain.images import visible_image
 from ecsd.domain.keypairs import find_keypair
@@ -68,8 +69,71 @@ def _address(server_id: str, subnet: str, fixed: str | None) -> dict[str, Any]:
             "OS-EXT-IPS:port_id": str(uuid.UUID(bytes=bytes(reversed(raw)), version=4)), "subnet_id": subnet}
 
 
+MAX_NAME = 128
+MAX_NAME_WITH_COUNT = 59      # the name plus "-0001" style suffixes (creating_an_ecs.rst)
+MAX_COUNT = 500
+MAX_DATA_VOLUMES = 23         # virtio devices /dev/vdb../dev/vdx ("certain flavors support only 23")
+MAX_DESCRIPTION = 85
+MAX_NICS = 12
+VOLUME_TYPES = ("SATA", "SAS", "SSD", "GPSSD", "ESSD", "co-p1", "uh-l1")
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def check_name(name: str, count: int = 1) -> None:
+    """1-128 letters, digits, '_', '-', '.' (59 with count > 1): too long Ecs.0914, bad characters Ecs.0915."""
+    if not name:
+        raise invalid("name must not be empty")
+    limit = MAX_NAME if count <= 1 else MAX_NAME_WITH_COUNT
+    if len(name) > limit:
+        raise EcsError("Ecs.0914", f"name may have at most {limit} characters"
+                       + (" when count > 1" if count > 1 else ""))
+    if not _NAME_CHARS.fullmatch(name):
+        raise EcsError("Ecs.0915", "name may contain only letters, digits, '_', '-' and '.'")
+
+
+def check_description(description: str) -> None:
+    """At most 85 characters, no angle brackets: else Ecs.0041."""
+    if len(description) > MAX_DESCRIPTION or "<" in description or ">" in description:
+        raise EcsError("Ecs.0041", "description may have at most 85 characters and no '<' or '>'")
+
+
+def _fixed_ips(conn: Connection, project_id: str, spec: ServerSpec) -> None:
+    fixed = [ip for _subnet, ip in spec.nics if ip is not None]
+    if fixed and spec.count > 1:
+        raise invalid("nics.ip_address cannot be given when creating more than one ECS")
+    for ip in fixed:
+        try:
+            ipaddress.IPv4Address(ip)
+        except ValueError:
+            raise invalid(f"ip_address {ip} is not an IPv4 address") from None
+    if len(set(fixed)) != len(fixed):
+        raise EcsError("Ecs.0010", "the same ip_address is given for two NICs")
+    for ip in fixed:
+        taken = conn.execute(select(servers.c.id).where(and_(
+            servers.c.project_id == project_id, servers.c.deleted.is_(False),
+            servers.c.addresses.like(f'%"addr":"{ip}"%')))).first()
+        if taken is not None:
+            raise EcsError("Ecs.0010", f"ip_address {ip} is used by ECS {taken.id}")
+
+
 def accept_create(conn: Connection, ident: Identity, spec: ServerSpec) -> tuple[str, list[str]]:
     """Validate and submit a createServer job. Returns (job id, server ids)."""
+    check_name(spec.name, spec.count)
+    check_description(spec.description)
+    if spec.count < 1:
+        raise invalid("count must be at least 1")
+    if spec.count > MAX_COUNT:
+        raise EcsError("Ecs.0913", f"at most {MAX_COUNT} ECSs can be created at once")
+    if len(spec.data_volumes) > MAX_DATA_VOLUMES:
+        raise EcsError("Ecs.0042", f"at most {MAX_DATA_VOLUMES} data disks can be attached")
+    if not spec.nics:
+        raise invalid("nics must name at least one subnet")
+    if len(spec.nics) > MAX_NICS:
+        raise EcsError("Ecs.0050", f"at most {MAX_NICS} NICs can be attached")
+    for volumetype in (spec.volumetype, *(d.volumetype for d in spec.data_volumes)):
+        if volumetype not in VOLUME_TYPES:
+            raise EcsError("Ecs.0043", f"volumetype {volumetype} does not exist; "
+                                       f"use one of {', '.join(VOLUME_TYPES)}")
     image = visible_image(conn, ident.project_id, spec.image_id)
     if image is None:
         raise EcsError("Ecs.0031")
@@ -77,49 +141,61 @@ def accept_create(conn: Connection, ident: Identity, spec: ServerSpec) -> tuple[
         raise EcsError("Ecs.0032")
     if image["virtual_env_type"] != "FusionCompute":
         raise EcsError("Ecs.0007", f"image {image['id']} is not a system disk image")
+    az = spec.availability_zone or DEFAULT_AZ
+    if az not in AVAILABILITY_ZONES:
+        raise invalid(f"availability_zone {az} does not exist")
     flavor = get_flavor(conn, spec.flavor_id)
     if flavor is None or flavor["disabled"]:
         raise EcsError("Ecs.0029")
+    sale = status_in_az(flavor["extra_specs"], az)
+    if sale == "abandon":
+        raise EcsError("Ecs.0029", f"flavor {flavor['id']} is no longer offered in {az}")
+    if sale not in SELLING:
+        raise EcsError("Ecs.0319", f"flavor {flavor['id']} is {sale} in {az}")
     if image["min_ram"] and flavor["ram"] < image["min_ram"]:
         raise EcsError("Ecs.0007", f"the image needs at least {image['min_ram']} MB of memory")
     size = spec.size or image["min_disk"]
     if size < image["min_disk"]:
         raise invalid(f"root_volume.size must be at least the image's min_disk ({image['min_disk']} GB)")
-    az = spec.availability_zone or DEFAULT_AZ
-    if az not in AVAILABILITY_ZONES:
-        raise invalid(f"availability_zone {az} does not exist")
     public_key = None
     if spec.key_name:
         keypair = find_keypair(conn, ident.user_id, spec.key_name)
         if keypair is None:
             raise EcsError("Ecs.0314")
         public_key = keypair["public_key"]
-    if spec.admin_pass is not None:
-        check_password(spec.admin_pass, None, image["os_type"] == "Windows")
+    # metadata.admin_pass is the reserved key for the Windows administrator password: it is a
+    # password, never stored as metadata (data_structure_for_creating_ecss.rst, Table 8).
+    user_metadata = dict(spec.metadata)
+    admin_pass = spec.admin_pass
+    meta_pass = user_metadata.pop("admin_pass", None)
+    if admin_pass is None:
+        admin_pass = meta_pass
+    for password in (spec.admin_pass, meta_pass):
+        if password is not None:
+            check_password(password, None, image["os_type"] == "Windows")
     if spec.user_data is not None:
-        decode_user_data(spec.user_data)
-    for _subnet, ip in spec.nics:
-        if ip is not None:
-            try:
-                ipaddress.IPv4Address(ip)
-            except ValueError:
-                raise invalid(f"ip_address {ip} is not an IPv4 address") from None
+        try:
+            decode_user_data(spec.user_data)
+        except EcsError:
+            raise invalid("user_data must be base64-encoded, at most 32 KB before encoding") from None
+    _fixed_ips(conn, ident.project_id, spec)
 
     now = clock.now()
     parent_id = clock.new_hex_id()
     reservation = "r-" + clock.new_hex_id()[:8]
     submit(conn, job_id=parent_id, project_id=ident.project_id, job_type=st.CREATE_SERVER, server_id=None,
            runnable=False)
-    metadata = srv.metadata_from_image({"charging_mode": "0", "vpc_id": spec.vpc_id, "EcmResStatus": "",
-                                        "metering.resourcespeccode": f"{flavor['id']}.linux",
-                                        "metering.resourcetype": "1", **spec.metadata}, image)
+    # User keys first: the system keys (and those that follow the image) cannot be overridden.
+    spec_code = f"{flavor['id']}.{'win' if image['os_type'] == 'Windows' else 'linux'}"
+    metadata = srv.metadata_from_image({**user_metadata, "charging_mode": "0", "vpc_id": spec.vpc_id,
+                                        "EcmResStatus": "", "metering.resourcespeccode": spec_code,
+                                        "metering.resourcetype": "1"}, image)
     server_ids = []
     for index in range(spec.count):
         server_id = clock.new_uuid()
         job_id = clock.new_hex_id()
         name = spec.name if spec.count == 1 else f"{spec.name}-{index + 1:04d}"
-        addresses = {spec.vpc_id: [_address(server_id, subnet, ip if spec.count == 1 else None)
-                                   for subnet, ip in spec.nics]}
+        addresses = {spec.vpc_id: [_address(server_id, subnet, ip) for subnet, ip in spec.nics]}
         conn.execute(servers.insert().values(
             id=server_id, project_id=ident.project_id, user_id=ident.user_id, name=name,
             description=spec.description, flavor_id=flavor["id"], image_id=image["id"], key_name=spec.key_name,
@@ -140,7 +216,7 @@ def accept_create(conn: Connection, ident: Identity, spec: ServerSpec) -> tuple[
         submit(conn, job_id=job_id, project_id=ident.project_id, job_type=st.CREATE_SINGLE_SERVER,
                server_id=server_id, parent_id=parent_id, params={
                    "disks": disks, "image": {k: image[k] for k in ("id", "disk_format", "min_disk", "properties")},
-                   "public_key": public_key, "admin_pass": spec.admin_pass, "user_data": spec.user_data})
+                   "public_key": public_key, "admin_pass": admin_pass, "user_data": spec.user_data})
         server_ids.append(server_id)
     return parent_id, server_ids
 
@@ -166,9 +242,16 @@ _BATCHES = {
 }
 
 
+MAX_BATCH = 1000
+
+
 def accept_batch(conn: Connection, ident: Identity, action: str, server_ids: list[str], *, hard: bool = False,
                  delete_volume: bool = False) -> str:
     """Gate every server, then submit one parent job with a sub-job per server (all or nothing)."""
+    if not server_ids:
+        raise invalid("servers must name at least one ECS")
+    if len(server_ids) > MAX_BATCH:
+        raise EcsError("Ecs.0118", f"at most {MAX_BATCH} ECSs can be handled in one request")
     if len(set(server_ids)) != len(server_ids):
         raise invalid("servers must not name the same ECS twice")
     batch = _BATCHES[action]
@@ -206,6 +289,24 @@ def accept_batch(conn: Connection, ident: Identity, action: str, server_ids: lis
                                             "system_volume": system["id"] if system else None})
     settle_parent(conn, parent_id)
     return parent_id
+
+
+def accept_server_action(conn: Connection, ident: Identity, server_id: str, action: str, *,
+                         hard: bool = False) -> str:
+    """A native single-server ``os-start`` / ``os-stop`` / ``reboot``: a batch of one (same gate, same jobs)."""
+    if action not in ("os-start", "os-stop", "reboot"):
+        raise invalid(f"unknown action {action}")
+    return accept_batch(conn, ident, action, [server_id], hard=hard)
+
+
+def set_locked(conn: Connection, ident: Identity, server_id: str, locked: bool) -> None:
+    """Native ``lock`` / ``unlock``: one update; a locked ECS refuses every mutating operation (Ecs.0605).
+
+    Locking does not touch a job already running on the ECS; it only refuses new operations.
+    """
+    server = srv.load(conn, ident.project_id, server_id)          # 404 Ecs.0114
+    conn.execute(servers.update().where(and_(servers.c.id == server["id"], servers.c.deleted.is_(False)))
+                 .values(locked=locked, updated_at=clock.now()))
 
 
 # --- steps ---------------------------------------------------------------------------------------------
@@ -298,7 +399,7 @@ async def delete_act(ctx: JobContext) -> None:
 
 
 async def delete_disks_act(ctx: JobContext) -> None:
-    for vid in ctx.params["delete_ids"] if "delete_ids" in ctx.params else []:
+    for vid in ctx.params.get("delete_ids", []):
         await driver_call(ctx.driver.delete_disk(vid), "Ecs.0402")
 
 

@@ -65,19 +65,6 @@ def status_of(vm_state: str, task_state: str | None) -> str:
     return _STATUS.get((vm_state, task_state), "UNKNOWN")
 
 
-# The list filter ``status=X`` matches on the underlying vm_state (querying_details_about_ecss.rst):
-# filter ACTIVE also returns REBOOT/HARD_REBOOT/REBUILD/MIGRATING/RESIZE servers, and so on.
-FILTER_VM_STATES: dict[str, tuple[str, ...]] = {
-    "ACTIVE": (ACTIVE,),
-    "SHUTOFF": (STOPPED,),
-    "ERROR": (ERROR,),
-    "BUILD": (BUILDING,),
-    "DELETED": (DELETED,),
-    "REBUILD": (ACTIVE, STOPPED, ERROR),
-    "REBOOT": (ACTIVE,),
-    "HARD_REBOOT": (ACTIVE,),
-}
-
 # --- jobs ------------------------------------------------------------------------------------------
 JOB_INIT = "INIT"
 JOB_RUNNING = "RUNNING"

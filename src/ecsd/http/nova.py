@@ -1,3 +1,161 @@
-"""Native (Nova) server actions and lists (being written)."""
+"""Native (Nova) server APIs: lists, details and single-server actions.
 
-routes: list = []
+    GET  /v2.1/{project_id}/servers                        id, name, links (+ servers_links)
+    GET  /v2.1/{project_id}/servers/detail                 the full Nova view (+ servers_links)
+    GET  /v2.1/{project_id}/servers/{server_id}
+    POST /v2.1/{project_id}/servers/{server_id}/action     os-start, os-stop, reboot, lock, unlock
+
+Start, stop and reboot go through the same gate and job types as the batch API (a batch of one) and
+answer 202 with no body, as Nova does; the job runs on as usual. ``lock`` / ``unlock`` take effect
+at once. Errors keep the ECS body (``{"error": {"code", "message"}}``) with the catalogue's status.
+Lists are keyset-paged by ``marker`` (a server id) and ``limit`` (default 25, at most 1000).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ecsd.domain import lifecycle
+from ecsd.domain import servers as srv
+from ecsd.domain.errors import invalid
+from ecsd.domain.listing import Filters, list_servers_after, parse_changes_since
+from ecsd.http.core import Ctx, endpoint, json, read_json
+from ecsd.http.servers import list_filters, nova_server_view, server_links, server_views
+
+DEFAULT_LIMIT = 25
+MAX_LIMIT = 1000
+
+
+# --- lists and details --------------------------------------------------------------------------------
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid("limit must be an integer") from None
+    if value < 0:
+        raise invalid("limit must not be negative")
+    return min(value, MAX_LIMIT) or DEFAULT_LIMIT
+
+
+def _filters(request: Request) -> Filters:
+    q = request.query_params
+    base = list_filters(request)
+    since = q.get("changes-since")
+    return Filters(name=base.name, status=base.status, flavor=base.flavor, reservation_id=base.reservation_id,
+                   ip=base.ip, image=q.get("image") or None,
+                   changes_since=parse_changes_since(since) if since else None)
+
+
+async def _page(request: Request, ctx: Ctx, detail: bool) -> dict[str, Any]:
+    limit = _limit(request)
+    marker = request.query_params.get("marker") or None
+    rows, more = await ctx.services.store.run(list_servers_after, ctx.ident.project_id, limit, marker,
+                                              _filters(request))
+    base = ctx.services.settings.endpoint
+    pid = ctx.ident.project_id
+    if detail:
+        items = [nova_server_view(v, base) for v in await server_views(ctx, rows)]
+    else:
+        items = [{"id": r["id"], "name": r["name"], "links": server_links(base, pid, r["id"])} for r in rows]
+    body: dict[str, Any] = {"servers": items}
+    if more and rows:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("marker", "limit")]
+        params += [("limit", str(limit)), ("marker", rows[-1]["id"])]
+        path = "servers/detail" if detail else "servers"
+        body["servers_links"] = [{"rel": "next", "href": f"{base}/v2.1/{pid}/{path}?{urlencode(params)}"}]
+    return body
+
+
+@endpoint()
+async def list_servers(request: Request, ctx: Ctx) -> Response:
+    return json(await _page(request, ctx, detail=False))
+
+
+@endpoint()
+async def list_servers_detail(request: Request, ctx: Ctx) -> Response:
+    return json(await _page(request, ctx, detail=True))
+
+
+@endpoint()
+async def show_server(request: Request, ctx: Ctx) -> Response:
+    row = await ctx.services.store.run(srv.load, ctx.ident.project_id, request.path_params["server_id"])
+    view = (await server_views(ctx, [row]))[0]
+    return json({"server": nova_server_view(view, ctx.services.settings.endpoint)})
+
+
+# --- actions ------------------------------------------------------------------------------------------------
+
+def _no_args(action: str, args: Any) -> None:
+    if args is not None and args != {}:
+        raise invalid(f"{action} takes no arguments (null or {{}})")
+
+
+def _power_type(action: str, args: Any, mandatory: bool) -> bool:
+    """The ``type`` of os-stop (optional, default SOFT) or reboot (mandatory): True for HARD."""
+    if args is None and not mandatory:
+        return False
+    if not isinstance(args, dict):
+        raise invalid(f"{action} must be an object")
+    unknown = set(args) - {"type"}
+    if unknown:
+        raise invalid(f"{action}: unknown field {min(unknown)}")
+    kind = args.get("type")
+    if kind is None and not mandatory:
+        return False
+    if kind not in ("SOFT", "HARD"):
+        raise invalid(f'{action}.type must be "SOFT" or "HARD"')
+    return kind == "HARD"
+
+
+def _lock_args(args: Any) -> None:
+    if args is None or args == {}:
+        return
+    if not isinstance(args, dict) or set(args) != {"locked_reason"} or not isinstance(args["locked_reason"], str):
+        raise invalid("lock takes null, {} or {\"locked_reason\": \"...\"}")
+
+
+@endpoint()
+async def server_action(request: Request, ctx: Ctx) -> Response:
+    data = await read_json(request, ctx.services.settings.max_body_bytes)
+    if not isinstance(data, dict) or len(data) != 1:
+        raise invalid("the body must name exactly one action")
+    (action, args), = data.items()
+    server_id = request.path_params["server_id"]
+    store = ctx.services.store
+    if action in ("lock", "unlock"):
+        if action == "lock":
+            _lock_args(args)
+        else:
+            _no_args(action, args)
+        await store.run(lifecycle.set_locked, ctx.ident, server_id, action == "lock")
+        return Response(status_code=202)
+    if action == "os-start":
+        _no_args(action, args)
+        hard = False
+    elif action == "os-stop":
+        hard = _power_type(action, args, mandatory=False)
+    elif action == "reboot":
+        hard = _power_type(action, args, mandatory=True)
+    else:
+        raise invalid(f"unknown or unsupported action {action!r}")
+    await store.run(lifecycle.accept_server_action, ctx.ident, server_id, action, hard=hard)
+    ctx.services.submitted()
+    return Response(status_code=202)
+
+
+# The list routes come before /servers/{server_id}, so that "detail" is never taken for an id.
+routes = [
+    Route("/v2.1/{project_id}/servers", list_servers, methods=["GET"]),
+    Route("/v2.1/{project_id}/servers/detail", list_servers_detail, methods=["GET"]),
+    Route("/v2.1/{project_id}/servers/{server_id}", show_server, methods=["GET"]),
+    Route("/v2.1/{project_id}/servers/{server_id}/action", server_action, methods=["POST"]),
+]

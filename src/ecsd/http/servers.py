@@ -1,14 +1,17 @@
-"""Servers over HTTP: create, show, list, delete, batch actions, disks; plus the native Nova server view.
+"""Servers over HTTP (ECS v1 API): create, show, list, modify, delete, batch actions, disks.
 
     POST /v1/{project_id}/cloudservers                     create (job createServer)
-    GET  /v1/{project_id}/cloudservers/detail              list with filters and paging
+    GET  /v1/{project_id}/cloudservers/detail              list with filters and page-number paging
     GET  /v1/{project_id}/cloudservers/{server_id}         details
     PUT  /v1/{project_id}/cloudservers/{server_id}         rename / describe
     POST /v1/{project_id}/cloudservers/delete              delete (job deleteServer)
     POST /v1/{project_id}/cloudservers/action              os-start / os-stop / reboot
     GET  /v1/{project_id}/cloudservers/{server_id}/block_device
     GET  /v1/{project_id}/cloudservers/{server_id}/os-volume_attachments
-    GET  /v2.1/{project_id}/servers/{server_id}
+
+The server views (:func:`server_views`, :func:`nova_server_view`) are shared with ``http/nova.py``.
+Bodies are checked for shape here (wrong JSON types, missing fields: Ecs.0005); limits with a code
+of their own in the reference (name, count, description, disks, NICs) are checked by the domain.
 """
 
 from __future__ import annotations
@@ -24,15 +27,13 @@ from starlette.routing import Route
 from ecsd.domain import clock, lifecycle
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
-from ecsd.domain.errors import EcsError, invalid
+from ecsd.domain.errors import invalid
 from ecsd.domain.flavors import get_flavor
-from ecsd.domain.listing import list_servers
+from ecsd.domain.listing import Filters, list_servers
 from ecsd.http.core import Ctx, endpoint, json, parse, query_int, read_json
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 _LAX = ConfigDict(extra="ignore", strict=True)   # create accepts (and ignores) fields we do not model
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
-VOLUME_TYPES = ("SATA", "SAS", "SSD", "GPSSD", "ESSD", "co-p1", "uh-l1")
 
 
 def _uuid(v: str) -> str:
@@ -49,18 +50,16 @@ class Nic(BaseModel):
     ip_address: str | None = None
     _v = field_validator("subnet_id")(classmethod(lambda cls, v: _uuid(v)))
 
+    @field_validator("ip_address")
+    @classmethod
+    def _ip(cls, v: str | None) -> str | None:
+        return v or None   # "" means "assign one" (creating_an_ecs.rst, Table 4)
+
 
 class RootVolume(BaseModel):
     model_config = _LAX
     volumetype: str
-    size: int | None = Field(default=None, ge=0, le=1024)
-
-    @field_validator("volumetype")
-    @classmethod
-    def _type(cls, v: str) -> str:
-        if v not in VOLUME_TYPES:
-            raise ValueError(f"must be one of {', '.join(VOLUME_TYPES)}")
-        return v
+    size: int | None = Field(default=None, ge=0, le=1024)   # absent or 0: the image's min_disk
 
 
 class DataVolume(RootVolume):
@@ -73,32 +72,18 @@ class ServerCreate(BaseModel):
     imageRef: str
     flavorRef: str = Field(min_length=1, max_length=64)
     vpcid: str
-    nics: list[Nic] = Field(min_length=1, max_length=12)
+    nics: list[Nic]
     root_volume: RootVolume
-    data_volumes: list[DataVolume] = Field(default_factory=list, max_length=23)
+    data_volumes: list[DataVolume] = Field(default_factory=list)
     key_name: str | None = Field(default=None, min_length=1, max_length=64)
     adminPass: str | None = None
     user_data: str | None = Field(default=None, max_length=64 * 1024)
-    count: int = Field(default=1, ge=1, le=500)
+    count: int = 1
     availability_zone: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict, max_length=10)
-    description: str = Field(default="", max_length=85)
+    description: str = ""
 
     _ids = field_validator("imageRef", "vpcid")(classmethod(lambda cls, v: _uuid(v)))
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("1-128 letters, digits, '_', '-' or '.'")
-        return v
-
-    @field_validator("description")
-    @classmethod
-    def _desc(cls, v: str) -> str:
-        if "<" in v or ">" in v:
-            raise ValueError("must not contain < or >")
-        return v
 
     @field_validator("metadata")
     @classmethod
@@ -115,12 +100,14 @@ class CreateBody(BaseModel):
     dry_run: bool = False
 
 
+class _DryRun(Exception):
+    """Raised inside the acceptance transaction of a dry run, so that nothing it wrote is kept."""
+
+
 @endpoint()
 async def create_servers(request: Request, ctx: Ctx) -> Response:
     body = parse(CreateBody, await read_json(request, ctx.services.settings.max_body_bytes))
     s = body.server
-    if s.count > 1 and len(s.name) > 59:
-        raise EcsError("Ecs.0914", "with count > 1 the name may have at most 59 characters")
     spec = lifecycle.ServerSpec(
         name=s.name, image_id=s.imageRef, flavor_id=s.flavorRef, vpc_id=s.vpcid,
         nics=tuple((n.subnet_id, n.ip_address) for n in s.nics), volumetype=s.root_volume.volumetype,
@@ -130,14 +117,15 @@ async def create_servers(request: Request, ctx: Ctx) -> Response:
         availability_zone=s.availability_zone, metadata=s.metadata, description=s.description)
 
     def run(conn):
-        job_id, ids = lifecycle.accept_create(conn, ctx.ident, spec)
+        accepted = lifecycle.accept_create(conn, ctx.ident, spec)
         if body.dry_run:
-            conn.rollback()
-        return job_id, ids
+            raise _DryRun   # every check passed; roll the transaction back
+        return accepted
 
-    job_id, ids = await ctx.services.store.run(run)
-    if body.dry_run:
-        return json({}, status=202)   # dry run: the request passed every check
+    try:
+        job_id, ids = await ctx.services.store.run(run)
+    except _DryRun:
+        return json({}, status=202)
     ctx.services.submitted()
     return json({"job_id": job_id, "serverIds": ids})
 
@@ -183,7 +171,11 @@ def _addresses(addrs: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[st
     return {net: [{k: v for k, v in a.items() if k != "subnet_id"} for a in items] for net, items in addrs.items()}
 
 
-async def _views(ctx: Ctx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+async def server_views(ctx: Ctx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The v1 views of these server rows (their disks and flavors read in one transaction)."""
+    if not rows:
+        return []
+
     def load(conn):
         vols = srv.attached_volumes(conn, [r["id"] for r in rows])
         flavors = {fid: get_flavor(conn, fid) for fid in {r["flavor_id"] for r in rows}}
@@ -193,38 +185,61 @@ async def _views(ctx: Ctx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [server_view(r, flavors[r["flavor_id"]], vols[r["id"]]) for r in rows]
 
 
+def server_links(base: str, project_id: str, server_id: str) -> list[dict[str, str]]:
+    return [{"rel": "self", "href": f"{base}/v2.1/{project_id}/servers/{server_id}"},
+            {"rel": "bookmark", "href": f"{base}/{project_id}/servers/{server_id}"}]
+
+
+def nova_server_view(view: dict[str, Any], base: str) -> dict[str, Any]:
+    """The native (Nova) ``server`` object, made from the v1 view of the same server."""
+    pid, sid = view["tenant_id"], view["id"]
+    out = {k: v for k, v in view.items() if k not in ("sys_tags", "enterprise_project_id", "os:scheduler_hints")}
+    out["image"] = {"id": view["image"]["id"],
+                    "links": [{"rel": "bookmark", "href": f"{base}/{pid}/images/{view['image']['id']}"}]}
+    flavor = view["flavor"]
+    out["flavor"] = {"id": flavor["id"], "name": flavor["name"], "original_name": flavor["name"],
+                     "vcpus": int(flavor["vcpus"]), "ram": int(flavor["ram"]), "disk": 0, "ephemeral": 0,
+                     "swap": 0, "links": [{"rel": "bookmark", "href": f"{base}/{pid}/flavors/{flavor['id']}"}]}
+    out["addresses"] = {net: [{**a, "version": int(a["version"])} for a in items]
+                        for net, items in view["addresses"].items()}
+    out["os-extended-volumes:volumes_attached"] = [
+        {"id": v["id"], "delete_on_termination": v["delete_on_termination"] == "true"}
+        for v in view["os-extended-volumes:volumes_attached"]]
+    out["OS-SRV-USG:launched_at"] = view["OS-SRV-USG:launched_at"] or None
+    out["OS-SRV-USG:terminated_at"] = None
+    if out["fault"] is None:
+        del out["fault"]   # Nova shows a fault only on a server in ERROR
+    out["links"] = server_links(base, pid, sid)
+    return out
+
+
 @endpoint()
 async def show_server(request: Request, ctx: Ctx) -> Response:
     row = await ctx.services.store.run(srv.load, ctx.ident.project_id, request.path_params["server_id"])
-    return json({"server": (await _views(ctx, [row]))[0]})
+    return json({"server": (await server_views(ctx, [row]))[0]})
+
+
+def list_filters(request: Request) -> Filters:
+    """The filters of a list request, shared by the v1 and the native list."""
+    q = request.query_params
+    return Filters(name=q.get("name") or None, status=q.get("status") or None, flavor=q.get("flavor") or None,
+                   reservation_id=q.get("reservation_id") or None, ip=q.get("ip") or None)
 
 
 @endpoint()
 async def list_detail(request: Request, ctx: Ctx) -> Response:
-    q = request.query_params
     limit = query_int(request, "limit", 25, 0, 1000) or 25
-    page = query_int(request, "offset", 1, 0, 10**9) or 1
-    status = q.get("status")
-    if status is not None and status not in st.FILTER_VM_STATES:
-        raise invalid(f"status {status} is not a server status")
-    count, rows = await ctx.services.store.run(
-        list_servers, ctx.ident.project_id, limit, page, q.get("name"), status, q.get("flavor"),
-        q.get("reservation_id"), q.get("ip"))
-    return json({"count": count, "servers": await _views(ctx, rows)})
+    page = query_int(request, "offset", 1, 0, 10**9) or 1     # a page number; 0 behaves as 1
+    count, rows = await ctx.services.store.run(list_servers, ctx.ident.project_id, limit, page,
+                                               list_filters(request))
+    return json({"count": count, "servers": await server_views(ctx, rows)})
 
 
 class Rename(BaseModel):
     model_config = _STRICT
     name: str | None = None
-    description: str | None = Field(default=None, max_length=85)
-    hostname: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str | None) -> str | None:
-        if v is not None and not _NAME.match(v):
-            raise ValueError("1-128 letters, digits, '_', '-' or '.'")
-        return v
+    description: str | None = None
+    hostname: str | None = None      # "no longer used" (modifying_ecs_details.rst): accepted, ignored
 
 
 class RenameBody(BaseModel):
@@ -235,10 +250,13 @@ class RenameBody(BaseModel):
 @endpoint()
 async def update_server(request: Request, ctx: Ctx) -> Response:
     body = parse(RenameBody, await read_json(request, ctx.services.settings.max_body_bytes)).server
-
+    if body.name is not None:
+        lifecycle.check_name(body.name)
+    if body.description is not None:
+        lifecycle.check_description(body.description)
     row = await ctx.services.store.run(srv.update_details, ctx.ident.project_id, request.path_params["server_id"],
                                        body.name, body.description)
-    return json({"server": (await _views(ctx, [row]))[0]})
+    return json({"server": (await server_views(ctx, [row]))[0]})
 
 
 # --- delete and batch actions ---------------------------------------------------------------------------
@@ -250,14 +268,14 @@ class Ref(BaseModel):
 
 class DeleteBody(BaseModel):
     model_config = _STRICT
-    servers: list[Ref] = Field(min_length=1, max_length=1000)
+    servers: list[Ref]
     delete_publicip: bool | None = None
     delete_volume: bool = False
 
 
 class StartArgs(BaseModel):
     model_config = _STRICT
-    servers: list[Ref] = Field(min_length=1, max_length=1000)
+    servers: list[Ref]
 
 
 class StopArgs(StartArgs):
@@ -272,7 +290,7 @@ class StopArgs(StartArgs):
 
 
 class RebootArgs(StopArgs):
-    type: str
+    type: str    # mandatory for reboot (restarting_ecss_in_a_batch.rst)
 
 
 class ActionBody(BaseModel):
@@ -334,23 +352,6 @@ async def volume_attachments(request: Request, ctx: Ctx) -> Response:
                                         "device": v["device"]} for v in vols]})
 
 
-# --- native (Nova) view -------------------------------------------------------------------------------------
-
-@endpoint()
-async def nova_show_server(request: Request, ctx: Ctx) -> Response:
-    row = await ctx.services.store.run(srv.load, ctx.ident.project_id, request.path_params["server_id"])
-    view = (await _views(ctx, [row]))[0]
-    base = ctx.services.settings.endpoint
-    view["image"]["links"] = [{"rel": "bookmark", "href": f"{base}/images/{row['image_id']}"}]
-    view["flavor"]["links"] = [{"rel": "bookmark", "href": f"{base}/flavors/{row['flavor_id']}"}]
-    view["flavor"].update(vcpus=int(view["flavor"]["vcpus"]), ram=int(view["flavor"]["ram"]), disk=0,
-                          original_name=view["flavor"]["name"])
-    view["links"] = [{"rel": "self", "href": f"{base}/v2.1/{row['project_id']}/servers/{row['id']}"}]
-    for item in view["os-extended-volumes:volumes_attached"]:
-        item.pop("bootIndex", None)
-    return json({"server": view})
-
-
 routes = [
     Route("/v1/{project_id}/cloudservers", create_servers, methods=["POST"]),
     Route("/v1/{project_id}/cloudservers/detail", list_detail, methods=["GET"]),
@@ -360,5 +361,4 @@ routes = [
     Route("/v1/{project_id}/cloudservers/{server_id}", update_server, methods=["PUT"]),
     Route("/v1/{project_id}/cloudservers/{server_id}/block_device", block_devices, methods=["GET"]),
     Route("/v1/{project_id}/cloudservers/{server_id}/os-volume_attachments", volume_attachments, methods=["GET"]),
-    Route("/v2.1/{project_id}/servers/{server_id}", nova_show_server, methods=["GET"]),
 ]
