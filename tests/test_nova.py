@@ -95,7 +95,8 @@ def test_conflict_while_a_job_runs(slow_api):
 
 @pytest.mark.parametrize("body", [
     {"pause": None},
-    {"rebuild": {"imageRef": UNKNOWN}},
+    {"rebuild": {"imageRef": "not-a-uuid"}},
+    {"rebuild": {}},
     {"os-start": {}, "os-stop": {}},
     {},
     {"reboot": {}},
@@ -316,3 +317,16 @@ def test_native_paths_check_project_and_token(api):
         assert_error(api.get(path % api.pid, token=False), 401, "Common.0013")
     assert_error(api.post(f"/v2.1/{other}/servers/{UNKNOWN}/action", {"os-start": {}}), 400, "Ecs.0023")
     assert_error(api.post(ACTION % UNKNOWN, {"os-start": {}}, token=False), 401, "Common.0013")
+
+
+def test_rebuild_is_a_change_os(api):
+    api.keypair("kp-rebuild")
+    sid = api.create_servers()[0]
+    r = act(api, sid, {"rebuild": {"imageRef": s.DEBIAN, "key_name": "kp-rebuild", "name": "rebuilt"}})
+    assert r.status_code == 202, r.text
+    server = r.json()["server"]
+    assert server["status"] == "REBUILD" and server["name"] == "rebuilt"
+    final = settled(api, sid)
+    assert final["status"] == "ACTIVE"
+    assert final["image"]["id"] == s.DEBIAN and final["key_name"] == "kp-rebuild"
+    assert_error(act(api, sid, {"rebuild": {"imageRef": UNKNOWN}}), 400, "Ecs.0031")

@@ -60,6 +60,8 @@ class OsChange:
     user_data: str | None         # base64 as received (v2 only)
     encrypted: bool
     cmk_id: str | None
+    # Nova's rebuild shows REBUILD from the start, also while a running server is being stopped.
+    nova_rebuild: bool = False
 
     @property
     def job_type(self) -> str:
@@ -148,7 +150,7 @@ def accept(conn: Connection, ident: Identity, server_id: str, req: OsChange) -> 
         raise EcsError("Ecs.0101")
 
     job_id = clock.new_hex_id()
-    srv.claim(conn, server, st.POWERING_OFF if need_stop else st.REBUILDING, job_id)
+    srv.claim(conn, server, st.POWERING_OFF if need_stop and not req.nova_rebuild else st.REBUILDING, job_id)
     submit(conn, job_id=job_id, project_id=ident.project_id, job_type=req.job_type, server_id=server["id"],
            params={
                "need_stop": need_stop,

@@ -3,11 +3,13 @@
     GET  /v2.1/{project_id}/servers                        id, name, links (+ servers_links)
     GET  /v2.1/{project_id}/servers/detail                 the full Nova view (+ servers_links)
     GET  /v2.1/{project_id}/servers/{server_id}
-    POST /v2.1/{project_id}/servers/{server_id}/action     os-start, os-stop, reboot, lock, unlock
+    POST /v2.1/{project_id}/servers/{server_id}/action     os-start, os-stop, reboot, lock, unlock, rebuild
 
 Start, stop and reboot go through the same gate and job types as the batch API (a batch of one) and
 answer 202 with no body, as Nova does; the job runs on as usual. ``lock`` / ``unlock`` take effect
 at once. Errors keep the ECS body (``{"error": {"code", "message"}}``) with the catalogue's status.
+``rebuild`` (``openstack server rebuild``) is a change OS (``domain/changeos.py``) with
+``mode=withStopServer``: 202 with the server, now in REBUILD.
 Lists are keyset-paged by ``marker`` (a server id) and ``limit`` (default 25, at most 1000).
 """
 
@@ -16,15 +18,17 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ecsd.domain import lifecycle
+from ecsd.domain import changeos, lifecycle
 from ecsd.domain import servers as srv
+from ecsd.domain.clock import is_uuid
 from ecsd.domain.errors import invalid
 from ecsd.domain.listing import Filters, list_servers_after, parse_changes_since
-from ecsd.http.core import Ctx, endpoint, json, read_json
+from ecsd.http.core import Ctx, endpoint, json, parse, read_json
 from ecsd.http.servers import list_filters, nova_server_view, server_links, server_views
 
 DEFAULT_LIMIT = 25
@@ -138,6 +142,8 @@ async def server_action(request: Request, ctx: Ctx) -> Response:
             _no_args(action, args)
         await store.run(lifecycle.set_locked, ctx.ident, server_id, action == "lock")
         return Response(status_code=202)
+    if action == "rebuild":
+        return await _rebuild(ctx, server_id, args)
     if action == "os-start":
         _no_args(action, args)
         hard = False
@@ -150,6 +156,39 @@ async def server_action(request: Request, ctx: Ctx) -> Response:
     await store.run(lifecycle.accept_server_action, ctx.ident, server_id, action, hard=hard)
     ctx.services.submitted()
     return Response(status_code=202)
+
+
+class RebuildArgs(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    imageRef: str
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    adminPass: str | None = Field(default=None, max_length=64)
+    key_name: str | None = Field(default=None, min_length=1, max_length=64)
+    user_data: str | None = Field(default=None, max_length=64 * 1024)
+    description: str | None = Field(default=None, max_length=85)
+
+
+async def _rebuild(ctx: Ctx, server_id: str, args: Any) -> Response:
+    body = parse(RebuildArgs, args)
+    if not is_uuid(body.imageRef):
+        raise invalid("rebuild.imageRef must be an image UUID")
+    if body.user_data is not None:
+        changeos.decode_user_data(body.user_data)
+    req = changeos.OsChange(reinstall=False, cloud_init=body.user_data is not None, image_id=body.imageRef,
+                            keyname=body.key_name, userid=None, adminpass=body.adminPass,
+                            mode=changeos.WITH_STOP_SERVER, byol=False, user_data=body.user_data,
+                            encrypted=False, cmk_id=None, nova_rebuild=True)
+
+    def run(conn):
+        if body.name is not None or body.description is not None:
+            srv.update_details(conn, ctx.ident.project_id, server_id, body.name, body.description)
+        changeos.accept(conn, ctx.ident, server_id, req)
+        return srv.load(conn, ctx.ident.project_id, server_id)
+
+    row = await ctx.services.store.run(run)
+    ctx.services.submitted()
+    view = (await server_views(ctx, [row]))[0]
+    return json({"server": nova_server_view(view, ctx.services.settings.endpoint)}, status=202)
 
 
 # The list routes come before /servers/{server_id}, so that "detail" is never taken for an id.
