@@ -57,10 +57,11 @@ def settings(request, template, tmp_path):
         if reason:
             pytest.skip(reason)
     else:
-        shutil.copy(os.path.join(template[0], "ecsd.db"), os.path.join(data_dir, "ecsd.db"))
+        for name in ("ecsd.db", "secret.key"):   # the key that opens the demo user's stored SK
+            shutil.copy(os.path.join(template[0], name), os.path.join(data_dir, name))
         yield Settings(data_dir=data_dir, sim_delay=0.0, worker_name="test-worker", lease_seconds=5.0)
         return
-    yield from _postgres_settings(data_dir, template[1], request.getfixturevalue("pg_schema"))
+    yield from _postgres_settings(data_dir, template, request.getfixturevalue("pg_schema"))
 
 
 def _copy_demo_tenant(conn, creds: dict, password_hash: str) -> None:
@@ -106,23 +107,32 @@ def pg_schema(template):
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def _postgres_settings(data_dir: str, creds: dict, pg: tuple[str, str]):
+def _postgres_settings(data_dir: str, template: tuple[str, dict], pg: tuple[str, str]):
     from sqlalchemy import text
 
     from ecsd.domain import seed
     from ecsd.store.db import Store
-    from ecsd.store.schema import metadata
+    from ecsd.store.schema import access_keys, metadata
 
     url, password_hash = pg
+    template_dir, creds = template
+    template_store = Store("sqlite:///" + os.path.join(template_dir, "ecsd.db"))
+    with template_store.tx() as conn:
+        demo_keys = [dict(r._mapping) for r in conn.execute(access_keys.select())]
+    template_store.close()
+    with open(os.path.join(template_dir, "secret.key")) as fh:
+        secret_key = fh.read().strip()
     store = Store(url)
     with store.tx() as conn:
         tables = ", ".join(t.name for t in metadata.sorted_tables)
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         _copy_demo_tenant(conn, creds, password_hash)
         seed.seed_catalogue(conn)
+        for row in demo_keys:
+            conn.execute(access_keys.insert().values(**row))
     store.close()
     yield Settings(data_dir=data_dir, database_url=url, sim_delay=0.0, worker_name="test-worker",
-                   lease_seconds=5.0)
+                   lease_seconds=5.0, secret_key=secret_key)
 
 
 @pytest.fixture

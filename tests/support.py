@@ -106,3 +106,17 @@ def sql(client, statement: str, **params):
     from sqlalchemy import text
 
     return client.app.state.services.store.run_sync(lambda conn: conn.execute(text(statement), params))
+
+
+class held:
+    """``with held(api):`` every driver operation waits until the block ends, so jobs stay in flight."""
+
+    def __init__(self, api: Api) -> None:
+        self.driver = api.client.app.state.services.driver
+
+    def __enter__(self):
+        self.driver.hold()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.driver.release()

@@ -368,15 +368,16 @@ def test_no_system_disk(api, client):
 def test_everything_refused_while_the_change_runs(slow_api):
     api = slow_api
     sid = stopped_server(api)
-    job_id = change(api, sid, {"imageid": s.DEBIAN}).json()["job_id"]
-    assert api.server(sid)["status"] == "REBUILD"
-    assert_error(change(api, sid, {"imageid": s.CENTOS}), 400, "Ecs.0100")
-    assert_error(api.post(RE1 % sid, {"os-reinstall": {}}), 400, "Ecs.0100")
-    for action in ({"os-start": {"servers": [{"id": sid}]}}, {"os-stop": {"servers": [{"id": sid}]}},
-                   {"reboot": {"type": "SOFT", "servers": [{"id": sid}]}}):
-        assert_error(api.post("/v1/{pid}/cloudservers/action", action), 400, "Ecs.0100")
-    assert_error(api.post("/v1/{pid}/cloudservers/delete", {"servers": [{"id": sid}]}), 400, "Ecs.0100")
-    assert_error(api.call("PUT", f"/v1/{{pid}}/cloudservers/{sid}", {"server": {"name": "x"}}), 400, "Ecs.0100")
+    with s.held(api):
+        job_id = change(api, sid, {"imageid": s.DEBIAN}).json()["job_id"]
+        assert api.server(sid)["status"] == "REBUILD"
+        assert_error(change(api, sid, {"imageid": s.CENTOS}), 400, "Ecs.0100")
+        assert_error(api.post(RE1 % sid, {"os-reinstall": {}}), 400, "Ecs.0100")
+        for action in ({"os-start": {"servers": [{"id": sid}]}}, {"os-stop": {"servers": [{"id": sid}]}},
+                       {"reboot": {"type": "SOFT", "servers": [{"id": sid}]}}):
+            assert_error(api.post("/v1/{pid}/cloudservers/action", action), 400, "Ecs.0100")
+        assert_error(api.post("/v1/{pid}/cloudservers/delete", {"servers": [{"id": sid}]}), 400, "Ecs.0100")
+        assert_error(api.call("PUT", f"/v1/{{pid}}/cloudservers/{sid}", {"server": {"name": "x"}}), 400, "Ecs.0100")
     assert api.wait_job(job_id)["status"] == "SUCCESS"
     assert api.server(sid)["image"]["id"] == s.DEBIAN
 

@@ -15,7 +15,6 @@ from ecsd.domain import clock, seed
 from ecsd.drivers.simulated import FAULT_KEY
 from ecsd.store.schema import images
 from tests.support import (
-    token_request,
     CENTOS,
     DATA_IMAGE,
     DEBIAN,
@@ -26,6 +25,7 @@ from tests.support import (
     UBUNTU,
     UBUNTU_UEFI,
     WINDOWS,
+    token_request,
 )
 
 SEEDED = {UBUNTU, DEBIAN, CENTOS, EULER, UBUNTU_UEFI, WINDOWS, FEDORA_QUEUED, DATA_IMAGE, FAULTY_DISK, FAULTY_BOOT,

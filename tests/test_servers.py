@@ -624,31 +624,33 @@ def test_servers_of_another_project_are_unknown(api, other_api):
 def test_one_operation_at_a_time(held_api):
     api = held_api
     a, b = api.create_servers(count=2)
-    r = action(api, "reboot", [a], type="HARD")
-    assert r.status_code == 200, r.text
-    reboot_job = r.json()["job_id"]
-    srv = api.server(a)
-    assert (srv["status"], srv["OS-EXT-STS:task_state"]) == ("HARD_REBOOT", "rebooting_hard")
-    assert api.job(reboot_job)["status"] in ("INIT", "RUNNING")
-    # the status filter matches on vm_state for ACTIVE, exactly for REBOOT/HARD_REBOOT
-    assert {x["id"] for x in listing(api, "?status=ACTIVE")["servers"]} == {a, b}
-    assert [x["id"] for x in listing(api, "?status=HARD_REBOOT")["servers"]] == [a]
-    assert listing(api, "?status=REBOOT")["count"] == 0
+    with s.held(api):
+        r = action(api, "reboot", [a], type="HARD")
+        assert r.status_code == 200, r.text
+        reboot_job = r.json()["job_id"]
+        srv = api.server(a)
+        assert (srv["status"], srv["OS-EXT-STS:task_state"]) == ("HARD_REBOOT", "rebooting_hard")
+        assert api.job(reboot_job)["status"] in ("INIT", "RUNNING")
+        # the status filter matches on vm_state for ACTIVE, exactly for REBOOT/HARD_REBOOT
+        assert {x["id"] for x in listing(api, "?status=ACTIVE")["servers"]} == {a, b}
+        assert [x["id"] for x in listing(api, "?status=HARD_REBOOT")["servers"]] == [a]
+        assert listing(api, "?status=REBOOT")["count"] == 0
 
-    for name, args in (("os-stop", {}), ("os-start", {}), ("reboot", {"type": "SOFT"})):
-        assert_error(action(api, name, [a], **args), 400, "Ecs.0100")
-    assert_error(action(api, "os-stop", [b, a]), 400, "Ecs.0100")                 # all or nothing
-    assert_error(api.post(DELETE, {"servers": [{"id": a}]}), 400, "Ecs.0100")
-    assert_error(api.call("PUT", f"/v1/{{pid}}/cloudservers/{a}", {"server": {"name": "x"}}), 400, "Ecs.0100")
-    assert api.server(b)["OS-EXT-STS:task_state"] is None
+        for name, args in (("os-stop", {}), ("os-start", {}), ("reboot", {"type": "SOFT"})):
+            assert_error(action(api, name, [a], **args), 400, "Ecs.0100")
+        assert_error(action(api, "os-stop", [b, a]), 400, "Ecs.0100")                 # all or nothing
+        assert_error(api.post(DELETE, {"servers": [{"id": a}]}), 400, "Ecs.0100")
+        assert_error(api.call("PUT", f"/v1/{{pid}}/cloudservers/{a}", {"server": {"name": "x"}}), 400, "Ecs.0100")
+        assert api.server(b)["OS-EXT-STS:task_state"] is None
 
     assert api.wait_job(reboot_job)["status"] == "SUCCESS"
     srv = api.server(a)
     assert (srv["status"], srv["OS-EXT-STS:task_state"], srv["OS-EXT-STS:power_state"]) == ("ACTIVE", None, 1)
-    r = action(api, "os-stop", [a, b])
-    assert r.status_code == 200
-    assert api.server(a)["OS-EXT-STS:task_state"] == "powering-off"
-    assert api.server(a)["status"] == "ACTIVE"                # still ACTIVE while powering off
+    with s.held(api):
+        r = action(api, "os-stop", [a, b])
+        assert r.status_code == 200
+        assert api.server(a)["OS-EXT-STS:task_state"] == "powering-off"
+        assert api.server(a)["status"] == "ACTIVE"                # still ACTIVE while powering off
     assert api.wait_job(r.json()["job_id"])["status"] == "SUCCESS"
 
 

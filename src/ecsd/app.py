@@ -18,12 +18,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from ecsd.config import Settings
-from ecsd.domain import recovery, seed
+from ecsd.domain import access_keys, recovery, seed
 from ecsd.domain.errors import EcsError
 from ecsd.domain.jobtypes import all_job_types
 from ecsd.drivers.simulated import SimulatedDriver
 from ecsd.engine.engine import Engine
-from ecsd.http import changeos, flavors, identity, images, jobs, keypairs, nova, servers, versions
+from ecsd.http import changeos, flavors, health, identity, images, jobs, keypairs, nova, servers, versions
 from ecsd.http.auth import Authenticator
 from ecsd.http.core import RequestIdMiddleware, on_ecs_error, on_http_exception, on_unexpected
 from ecsd.store import migrate
@@ -63,11 +63,19 @@ def prepare_store(settings: Settings) -> tuple[Store, dict | None]:
         settled = recovery.settle_orphans(conn)
     if settled:
         log.warning("settled %d server(s) whose operation had no live job", settled)
+    try:
+        box = access_keys.secret_box(settings)  # SK encryption key; a bad ECSD_SECRET_KEY stops here
+    except access_keys.SecretKeyError as exc:
+        store.close()
+        raise SystemExit(str(exc)) from None
     creds = None
-    if settings.seed_demo:
-        with store.tx() as conn:
-            if not seed.is_seeded(conn):
-                creds = seed.seed_demo(conn, settings.region)
+    with store.tx() as conn:
+        if not access_keys.box_opens_stored_keys(conn, box):
+            log.error("the stored secret access keys cannot be decrypted with %s: AK/SK requests will fail "
+                      "until the key they were created with is restored",
+                      "ECSD_SECRET_KEY" if settings.secret_key else settings.secret_key_file)
+        if settings.seed_demo and not seed.is_seeded(conn):
+            creds = seed.seed_demo(conn, settings.region, box)
     return store, creds
 
 
@@ -102,7 +110,7 @@ def create_app(settings: Settings) -> Starlette:
             store.close()
 
     routes = []
-    for module in (versions, identity, images, flavors, keypairs, servers, nova, changeos, jobs):
+    for module in (health, versions, identity, images, flavors, keypairs, servers, nova, changeos, jobs):
         routes.extend(module.routes)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         EcsError: on_ecs_error, HTTPException: on_http_exception, Exception: on_unexpected})

@@ -45,12 +45,21 @@ class Settings:
     public_url: str | None = None
     region: str = "eu-de"
     seed_demo: bool = True
+    # The Fernet key that encrypts stored secret access keys (ECSD_SECRET_KEY). None: the key file
+    # DATA_DIR/secret.key, created on first need. Processes sharing one PostgreSQL database must all
+    # get the same key, so set ECSD_SECRET_KEY there. Kept out of repr() so that it never reaches a log.
+    secret_key: str | None = field(default_factory=lambda: os.environ.get("ECSD_SECRET_KEY") or None,
+                                   repr=False)
 
     @property
     def url(self) -> str:
         from ecsd.store.db import sqlite_url
 
         return self.database_url or sqlite_url(self.data_dir)
+
+    @property
+    def secret_key_file(self) -> str:
+        return os.path.join(self.data_dir, "secret.key")
 
     @property
     def endpoint(self) -> str:

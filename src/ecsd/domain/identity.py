@@ -198,3 +198,101 @@ def user_projects(conn: Connection, user_id: str) -> list[dict]:
 def user_in_domain(conn: Connection, user_id: str, domain_id: str) -> bool:
     return conn.execute(select(users.c.id).where(and_(users.c.id == user_id, users.c.domain_id == domain_id))
                         ).first() is not None
+
+
+# --- AK/SK callers ---------------------------------------------------------------------------------------
+
+# An AK/SK identity is rebuilt from the key for every request (then cached for a few seconds); its
+# "expiry" only bounds how long a cache may keep it.
+SIGNED_IDENTITY_TTL = 3600.0
+
+
+def scoped_identity(conn: Connection, user_id: str, project_id: str) -> Identity | None:
+    """``user_id`` acting in ``project_id``, if the user is an enabled member of that enabled project."""
+    row = conn.execute(
+        select(users.c.name.label("uname"), users.c.enabled.label("uenabled"), domains.c.id.label("did"),
+               domains.c.name.label("dname"), domains.c.enabled.label("denabled"),
+               projects.c.name.label("pname"), projects.c.enabled.label("penabled"))
+        .join(domains, domains.c.id == users.c.domain_id)
+        .join(memberships, memberships.c.user_id == users.c.id)
+        .join(projects, projects.c.id == memberships.c.project_id)
+        .where(and_(users.c.id == user_id, projects.c.id == project_id))
+    ).first()
+    if row is None or not (row.uenabled and row.denabled and row.penabled):
+        return None
+    now = clock.now()
+    return Identity(user_id, row.uname, row.did, row.dname, project_id, row.pname,
+                    now + SIGNED_IDENTITY_TTL, now)
+
+
+# --- administration (the ``ecsd`` command) ------------------------------------------------------------------
+
+def find_domain(conn: Connection, name_or_id: str) -> dict | None:
+    row = conn.execute(select(domains).where(domains.c.name == name_or_id)).first() or conn.execute(
+        select(domains).where(domains.c.id == name_or_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def ensure_domain(conn: Connection, name: str) -> tuple[str, bool]:
+    """The id of domain ``name`` (or id), creating it if needed. Returns ``(id, created)``."""
+    found = find_domain(conn, name)
+    if found is not None:
+        return found["id"], False
+    return create_domain(conn, name), True
+
+
+def find_user(conn: Connection, domain_id: str, name_or_id: str) -> dict | None:
+    cols = select(users.c.id, users.c.name, users.c.domain_id, users.c.enabled, users.c.created_at)
+    for cond in (users.c.name == name_or_id, users.c.id == name_or_id):
+        row = conn.execute(cols.where(and_(users.c.domain_id == domain_id, cond))).first()
+        if row is not None:
+            return dict(row._mapping)
+    return None
+
+
+def find_project(conn: Connection, domain_id: str, name_or_id: str) -> dict | None:
+    for cond in (projects.c.name == name_or_id, projects.c.id == name_or_id):
+        row = conn.execute(select(projects).where(and_(projects.c.domain_id == domain_id, cond))).first()
+        if row is not None:
+            return dict(row._mapping)
+    return None
+
+
+def is_member(conn: Connection, user_id: str, project_id: str) -> bool:
+    return conn.execute(select(memberships.c.user_id).where(and_(
+        memberships.c.user_id == user_id, memberships.c.project_id == project_id))).first() is not None
+
+
+def list_users(conn: Connection, domain_id: str | None = None) -> list[dict]:
+    """Users with their domain and the names of their projects, ordered by domain and name."""
+    q = (select(users.c.id, users.c.name, users.c.enabled, users.c.created_at,
+                domains.c.id.label("domain_id"), domains.c.name.label("domain_name"))
+         .join(domains, domains.c.id == users.c.domain_id).order_by(domains.c.name, users.c.name))
+    if domain_id is not None:
+        q = q.where(users.c.domain_id == domain_id)
+    rows = [dict(r._mapping) for r in conn.execute(q).all()]
+    member_of: dict[str, list[str]] = {}
+    for m in conn.execute(select(memberships.c.user_id, projects.c.name).join(
+            projects, projects.c.id == memberships.c.project_id).order_by(projects.c.name)).all():
+        member_of.setdefault(m.user_id, []).append(m.name)
+    for r in rows:
+        r["projects"] = member_of.get(r["id"], [])
+    return rows
+
+
+def list_projects(conn: Connection, domain_id: str | None = None) -> list[dict]:
+    q = (select(projects.c.id, projects.c.name, projects.c.description, projects.c.enabled,
+                domains.c.name.label("domain_name"))
+         .join(domains, domains.c.id == projects.c.domain_id).order_by(domains.c.name, projects.c.name))
+    if domain_id is not None:
+        q = q.where(projects.c.domain_id == domain_id)
+    return [dict(r._mapping) for r in conn.execute(q).all()]
+
+
+def find_users(conn: Connection, name_or_id: str) -> list[dict]:
+    """Users in any domain whose id or name is ``name_or_id`` (an id match comes alone)."""
+    cols = select(users.c.id, users.c.name, users.c.domain_id)
+    by_id = conn.execute(cols.where(users.c.id == name_or_id)).all()
+    if by_id:
+        return [dict(r._mapping) for r in by_id]
+    return [dict(r._mapping) for r in conn.execute(cols.where(users.c.name == name_or_id)).all()]

@@ -10,10 +10,11 @@ import secrets
 import uuid
 
 import orjson
+from cryptography.fernet import Fernet
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from ecsd.domain import clock, identity
+from ecsd.domain import access_keys, clock, identity
 from ecsd.drivers.simulated import FAULT_KEY
 from ecsd.store.schema import flavors, images, settings
 
@@ -86,8 +87,12 @@ def is_seeded(conn: Connection) -> bool:
     return conn.execute(select(settings.c.value).where(settings.c.key == "seeded")).first() is not None
 
 
-def seed_demo(conn: Connection, region: str) -> dict:
-    """The demo domain, user and project, plus the catalogue. Returns the credentials to hand out."""
+def seed_demo(conn: Connection, region: str, box: Fernet | None = None) -> dict:
+    """The demo domain, user and project, plus the catalogue. Returns the credentials to hand out.
+
+    With ``box`` (the SK encryption key) the demo user also gets an access key, whose ``ak``/``sk``
+    are part of the credentials: the Huawei SDK signs with them.
+    """
     password = "Demo-" + secrets.token_urlsafe(12)
     domain_id = identity.create_domain(conn, "ecsd-demo")
     user_id = identity.create_user(conn, domain_id, "demo", password)
@@ -95,5 +100,9 @@ def seed_demo(conn: Connection, region: str) -> dict:
     identity.add_member(conn, user_id, project_id)
     seed_catalogue(conn)
     conn.execute(settings.insert().values(key="seeded", value=str(clock.now())))
-    return {"domain_name": "ecsd-demo", "user_name": "demo", "password": password, "user_id": user_id,
-            "project_id": project_id, "project_name": region}
+    creds = {"domain_name": "ecsd-demo", "user_name": "demo", "password": password, "user_id": user_id,
+             "project_id": project_id, "project_name": region}
+    if box is not None:
+        ak, sk = access_keys.create(conn, box, user_id, "demo key, created at first start")
+        creds.update(ak=ak, sk=sk)
+    return creds

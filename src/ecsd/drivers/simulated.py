@@ -9,6 +9,7 @@ API, as a corrupt image on the cloud would make them.
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from ecsd.drivers.base import DiskSource, DriverError, Injection
 
@@ -21,13 +22,26 @@ class SimulatedDriver:
     def __init__(self, delay: float = 0.3) -> None:
         self.delay = delay
         self.calls = 0
+        # Cleared: every operation waits until it is set again (tests hold jobs in flight this way;
+        # a threading.Event because tests run in another thread than the event loop).
+        self.running = threading.Event()
+        self.running.set()
         # volume id -> the fault its image declared (so that later operations on the disk can fail too)
         self._faulty: dict[str, str] = {}
 
     async def _spend(self) -> None:
         self.calls += 1
+        while not self.running.is_set():
+            await asyncio.sleep(0.002)
         if self.delay > 0:
             await asyncio.sleep(self.delay)
+
+    def hold(self) -> None:
+        """Operations started from now on wait until :meth:`release`."""
+        self.running.clear()
+
+    def release(self) -> None:
+        self.running.set()
 
     async def create_disk(self, volume_id: str, source: DiskSource | None, size_gb: int) -> None:
         await self._spend()

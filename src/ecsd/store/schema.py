@@ -8,6 +8,7 @@ read them the same way.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -74,6 +75,20 @@ tokens = Table(
     Column("revoked", Boolean, nullable=False, server_default=false()),
 )
 
+# AK/SK pairs for SDK-HMAC-SHA256 signing. The SK is stored Fernet-encrypted (the server needs its
+# plain value to recompute signatures, so a hash would not do); the key is outside the database.
+access_keys = Table(
+    "access_keys", metadata,
+    Column("ak", String(20), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id"), nullable=False),
+    Column("sk_encrypted", Text, nullable=False),
+    Column("description", String(255), nullable=False, server_default=""),
+    Column("status", String(8), nullable=False, server_default="active"),   # active | inactive
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float, nullable=True),
+)
+Index("ix_access_keys_user", access_keys.c.user_id)
+
 images = Table(
     "images", metadata,
     Column("id", String(36), primary_key=True),
@@ -89,7 +104,7 @@ images = Table(
     Column("min_disk", Integer, nullable=False),            # GB
     Column("min_ram", Integer, nullable=False),             # MB
     Column("disk_format", String(16), nullable=False),
-    Column("size", Integer, nullable=False, server_default=text("0")),  # bytes
+    Column("size", BigInteger, nullable=False, server_default=text("0")),  # bytes
     Column("virtual_env_type", String(32), nullable=False),  # FusionCompute | DataImage | Ironic | IsoImage
     Column("hw_firmware_type", String(8), nullable=False),  # bios | uefi
     Column("support_kvm", Boolean, nullable=False),

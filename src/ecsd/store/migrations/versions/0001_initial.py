@@ -46,7 +46,7 @@ def upgrade() -> None:
     sa.Column('min_disk', sa.Integer(), nullable=False),
     sa.Column('min_ram', sa.Integer(), nullable=False),
     sa.Column('disk_format', sa.String(length=16), nullable=False),
-    sa.Column('size', sa.Integer(), server_default=sa.text('0'), nullable=False),
+    sa.Column('size', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
     sa.Column('virtual_env_type', sa.String(length=32), nullable=False),
     sa.Column('hw_firmware_type', sa.String(length=8), nullable=False),
     sa.Column('support_kvm', sa.Boolean(), nullable=False),
