@@ -49,8 +49,13 @@ class Services:
 
 def make_driver(settings: Settings) -> Any:
     if settings.driver == "simulated":
-        return SimulatedDriver(delay=settings.sim_delay)
-    raise SystemExit(f"unknown driver {settings.driver!r} (available: simulated)")
+        return SimulatedDriver(delay=settings.sim_delay, disk_dir=os.environ.get("ECSD_SIM_DISK_DIR") or None,
+                               oplog=os.environ.get("ECSD_SIM_OPLOG") or None)
+    if settings.driver == "local":
+        from ecsd.drivers.local import make_local_driver
+
+        return make_local_driver(settings)
+    raise SystemExit(f"unknown driver {settings.driver!r} (available: simulated, local)")
 
 
 def prepare_store(settings: Settings) -> tuple[Store, dict | None]:

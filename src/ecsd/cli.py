@@ -43,7 +43,9 @@ def main() -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @_data_dir
 @_db_url
-@click.option("--driver", type=click.Choice(["simulated"]), default="simulated", show_default=True)
+@click.option("--driver", type=click.Choice(["simulated", "local"]), default="simulated", show_default=True,
+              help="simulated: no machines, ECSD_SIM_DELAY per step; local: QEMU servers on this host "
+                   "(docs/drivers.md).")
 @click.option("--no-worker", is_flag=True, help="Serve the API only; jobs run in `ecsd worker` processes.")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
@@ -73,6 +75,36 @@ def serve(host, port, data_dir, database_url, driver, no_worker, log_level) -> N
     sys.stdout.flush()
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
                 loop="uvloop", http="httptools", lifespan="on", timeout_graceful_shutdown=15)
+
+
+@main.command()
+@_data_dir
+@_db_url
+@click.option("--driver", type=click.Choice(["simulated", "local"]), default="simulated", show_default=True,
+              help="simulated: no machines, ECSD_SIM_DELAY per step; local: QEMU servers on this host "
+                   "(docs/drivers.md).")
+@click.option("--name", default=None, help="Worker name for leases [default: host:pid]. A worker restarted "
+                                           "under the same name takes its unfinished jobs back at once.")
+@click.option("--max-jobs", default=10000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Jobs this worker runs at once.")
+@click.option("--grace", default=10.0, show_default=True, type=click.FloatRange(0, 3600),
+              help="Seconds running steps may take to finish on SIGTERM.")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def worker(data_dir, database_url, driver, name, max_jobs, grace, log_level) -> None:
+    """Run jobs only (no API): scale out beside `ecsd serve --no-worker` on a shared PostgreSQL."""
+    import asyncio
+
+    import uvloop
+
+    from ecsd import worker as worker_module
+
+    settings = _settings(data_dir, database_url, driver=driver)
+    if name:
+        settings.worker_name = name
+    settings.max_inflight_jobs = max_jobs
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvloop.run(worker_module.run(settings, grace))
 
 
 def _print_quickstart(settings: Settings, creds: dict) -> None:
@@ -427,3 +459,12 @@ def keys_revoke(ak, data_dir, database_url) -> None:
         click.echo(f"Access key {ak} was already inactive.")
     else:
         click.echo(f"Revoked access key {ak} (running servers refuse it within a few seconds).")
+
+
+def _attach_driver_commands() -> None:
+    from ecsd.drivers.local.cli import images as images_group
+
+    main.add_command(images_group)
+
+
+_attach_driver_commands()

@@ -1,0 +1,20 @@
+"""The local driver: servers are QEMU processes on this host, system disks are files.
+
+One module per concept:
+
+* :mod:`.paths`   where every file lives, and the strict id checks done before any path is built;
+* :mod:`.proc`    running the host tools (qemu-img, debugfs, ...) as asyncio subprocesses;
+* :mod:`.images`  the image store (``ecsd images import``) and finding an image's file;
+* :mod:`.disks`   system and data disks as qcow2 overlays (or sparse raw copies), and raw views of them;
+* :mod:`.inject`  key pair, password and user data written into a disk's ext4 file system (debugfs);
+* :mod:`.boot`    the driver's kernel and initramfs, taken from a Debian kernel package;
+* :mod:`.qemu`    one ``qemu-system-x86_64`` process per running server, controlled over QMP;
+* :mod:`.driver`  :class:`LocalDriver`, the ``ComputeDriver`` the job steps call;
+* :mod:`.cli`     the ``ecsd images`` command group.
+
+See docs/drivers.md.
+"""
+
+from ecsd.drivers.local.driver import LocalDriver, LocalOptions, make_local_driver
+
+__all__ = ["LocalDriver", "LocalOptions", "make_local_driver"]

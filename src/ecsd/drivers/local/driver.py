@@ -1,0 +1,391 @@
+"""LocalDriver: the ComputeDriver that really does it on this host, with QEMU.
+
+How the protocol maps onto files and processes (every method idempotent, ids from the domain):
+
+==============  ==================================================================================
+create_disk     ``disks/<id>.qcow2``: an overlay on the image's file, sized max(size, image), file
+                system grown; ``source=None``: a blank disk
+delete_disk     remove the file (refused while a running server uses it)
+inject          key pair / password / user data into the disk's ext4 (debugfs on a raw view)
+attach/detach   record the disk at a device in ``servers/<id>/server.json`` (the server is off)
+start           boot a QEMU process from the attached disks with the driver's kernel and initramfs
+stop            ACPI power-down, ``quit`` after the grace period (``hard``: at once)
+reboot          stop, then start with the same disks
+destroy         stop hard, remove the server's directory, socket, logs
+==============  ==================================================================================
+
+Limits (:class:`LocalOptions`, from ``ECSD_LOCAL_*``): memory per server, vCPUs (1 under TCG), the
+number of servers running at once, the largest disk. See docs/drivers.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ecsd.drivers.base import DiskSource, DriverError, Injection
+from ecsd.drivers.local import boot, images, proc
+from ecsd.drivers.local import inject as injection
+from ecsd.drivers.local.disks import DiskStore, fuse_usable
+from ecsd.drivers.local.paths import Layout, check_device, check_id
+from ecsd.drivers.local.qemu import Hypervisor, probe_kvm
+
+log = logging.getLogger("ecsd.driver.local")
+
+STATE = "server.json"
+TOOLS = ("qemu-system-x86_64", "qemu-img", "debugfs", "dumpe2fs", "e2fsck", "resize2fs")
+
+
+def _default_max_servers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class LocalOptions:
+    """The local driver's settings and limits; each can be set with ``ECSD_LOCAL_<NAME>``."""
+
+    memory_mb: int = 256              # -m of every server (the flavor's RAM is not reserved on this host)
+    vcpus: int = 1                    # under KVM only; TCG always gets 1
+    max_servers: int = field(default_factory=_default_max_servers)   # running at the same time
+    max_disk_gb: int = 100            # largest disk create_disk accepts
+    accel: str = "auto"               # auto (probe KVM once, else TCG) | tcg | kvm
+    disk_format: str = "auto"         # auto (qcow2 when a FUSE view is possible, else raw) | qcow2 | raw
+    kernel: str | None = None         # a prepared kernel + initramfs ...
+    initrd: str | None = None
+    kernel_deb: str | None = None     # ... or the Debian kernel package to build them from
+    boot_marker: str | None = None    # when set, start waits until the console shows this text
+    boot_timeout: float = 120.0
+    stop_timeout: float = 30.0        # grace period of a soft stop before QMP quit
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LocalOptions:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"ECSD_LOCAL_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            try:
+                values[f.name] = (int(raw) if kind == "int" else float(raw) if kind == "float" else raw)
+            except ValueError:
+                raise SystemExit(f"ECSD_LOCAL_{f.name.upper()} must be a number, not {raw!r}") from None
+        opts = cls(**values)
+        opts.check()
+        return opts
+
+    def check(self) -> None:
+        if self.accel not in ("auto", "tcg", "kvm"):
+            raise SystemExit("ECSD_LOCAL_ACCEL must be auto, tcg or kvm")
+        if self.disk_format not in ("auto", "qcow2", "raw"):
+            raise SystemExit("ECSD_LOCAL_DISK_FORMAT must be auto, qcow2 or raw")
+        if self.memory_mb < 64 or self.vcpus < 1 or self.max_servers < 1 or self.max_disk_gb < 1:
+            raise SystemExit("the local driver's limits must be positive (memory at least 64 MB)")
+        if (self.kernel is None) != (self.initrd is None):
+            raise SystemExit("ECSD_LOCAL_KERNEL and ECSD_LOCAL_INITRD go together")
+
+
+def check_host(options: LocalOptions) -> list[str]:
+    """What this host lacks for the local driver (empty: it can run)."""
+    problems = [f"{t} is missing" for t in TOOLS if proc.which(t) is None]
+    if options.disk_format == "qcow2" and not fuse_usable():
+        problems.append("qcow2 disks need qemu-storage-daemon, /dev/fuse and root (or use ECSD_LOCAL_DISK_FORMAT=raw)")
+    if (options.kernel is None and options.kernel_deb is None and boot.find_kernel_package() is None
+            and boot.installed_kernel() is None):
+        problems.append("no kernel: set ECSD_LOCAL_KERNEL_DEB to a Debian linux-image .deb "
+                        "(or ECSD_LOCAL_KERNEL and ECSD_LOCAL_INITRD)")
+    if options.kernel is not None and not (os.path.isfile(options.kernel) and os.path.isfile(options.initrd or "")):
+        problems.append("ECSD_LOCAL_KERNEL / ECSD_LOCAL_INITRD do not name files")
+    return problems
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path) as fh:
+            value = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write_json(path: str, value: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(value, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def make_local_driver(settings: Any) -> LocalDriver:
+    """The driver for ``--driver local``: root ``DATA_DIR/local``, options from ``ECSD_LOCAL_*``."""
+    options = LocalOptions.from_env()
+    problems = check_host(options)
+    if problems:
+        raise SystemExit("the local driver cannot run on this host: " + "; ".join(problems))
+    return LocalDriver(os.path.join(settings.data_dir, "local"), options)
+
+
+class LocalDriver:
+    name = "local"
+
+    def __init__(self, root: str, options: LocalOptions | None = None) -> None:
+        self.options = options or LocalOptions()
+        self.layout = Layout(root)
+        self.layout.ensure()
+        fmt = self.options.disk_format
+        if fmt == "auto":
+            fmt = "qcow2" if fuse_usable() else "raw"
+        self.disks = DiskStore(self.layout, fmt, self.options.max_disk_gb)
+        self.hv = Hypervisor(self.layout, memory_mb=self.options.memory_mb, vcpus=self.options.vcpus,
+                             stop_timeout=self.options.stop_timeout)
+        self._kit: boot.BootKit | None = None
+        self._accel: str | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self.timings: list[tuple[str, str, float]] = []     # (operation, id, seconds), newest last
+
+    @contextlib.contextmanager
+    def _timed(self, op: str, ident: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            took = time.monotonic() - t0
+            self.timings.append((op, ident, took))
+            del self.timings[:-200]
+            log.info("%s %s took %.3f s", op, ident, took)
+
+    # --- server records ---------------------------------------------------------------------------
+
+    def _state_path(self, server_id: str) -> str:
+        return os.path.join(self.layout.server_dir(server_id), STATE)
+
+    def _load(self, server_id: str) -> dict[str, Any]:
+        try:
+            with open(self._state_path(server_id)) as fh:
+                state = json.load(fh)
+        except FileNotFoundError:
+            return {"disks": {}, "running": False}
+        except ValueError as exc:
+            raise DriverError(f"the record of server {server_id} is damaged: {exc}") from exc
+        state.setdefault("disks", {})
+        state.setdefault("running", False)
+        return state
+
+    def _save(self, server_id: str, state: dict[str, Any]) -> None:
+        os.makedirs(self.layout.server_dir(server_id), mode=0o700, exist_ok=True)
+        _write_json(self._state_path(server_id), state)
+
+    def _server_ids(self) -> list[str]:
+        out = []
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.layout.servers):
+                try:
+                    out.append(check_id(name))
+                except DriverError:
+                    continue
+        return out
+
+    def _holder(self, volume_id: str) -> str | None:
+        """The server that has ``volume_id`` attached, if any."""
+        for sid in self._server_ids():
+            with contextlib.suppress(DriverError):
+                if volume_id in self._load(sid)["disks"].values():
+                    return sid
+        return None
+
+    def _check_not_running_with(self, volume_id: str) -> None:
+        holder = self._holder(volume_id)
+        if holder is not None and self.hv.pid(holder) is not None:
+            raise DriverError(f"disk {volume_id} is in use by running server {holder}")
+
+    # --- disks ----------------------------------------------------------------------------------------
+
+    async def create_disk(self, volume_id: str, source: DiskSource | None, size_gb: int) -> None:
+        check_id(volume_id, "volume id")
+        image = None if source is None else images.source_file(self.layout.images, source)
+        with self._timed("create_disk", volume_id):
+            await self.disks.create(volume_id, image, size_gb)
+
+    async def delete_disk(self, volume_id: str) -> None:
+        check_id(volume_id, "volume id")
+        self._check_not_running_with(volume_id)
+        with self._timed("delete_disk", volume_id):
+            await self.disks.delete(volume_id)
+
+    async def inject(self, volume_id: str, what: Injection) -> None:
+        check_id(volume_id, "volume id")
+        self._check_not_running_with(volume_id)
+        with self._timed("inject", volume_id):
+            async with self.disks.raw_view(volume_id) as view:
+                await injection.inject(view, what, self.layout.tmp)
+
+    async def attach(self, server_id: str, volume_id: str, device: str) -> None:
+        check_id(server_id, "server id")
+        check_id(volume_id, "volume id")
+        check_device(device)
+        state = self._load(server_id)
+        if state["disks"].get(device) == volume_id:
+            return
+        if self.disks.find(volume_id) is None:
+            raise DriverError(f"disk {volume_id} does not exist")
+        if self.hv.pid(server_id) is not None:
+            raise DriverError("disks are attached while the server is off (no hot-plug here)")
+        if device in state["disks"]:
+            raise DriverError(f"{device} of server {server_id} already holds disk {state['disks'][device]}")
+        holder = self._holder(volume_id)
+        if holder is not None:
+            raise DriverError(f"disk {volume_id} is attached to server {holder}")
+        state["disks"][device] = volume_id
+        self._save(server_id, state)
+
+    async def detach(self, server_id: str, volume_id: str) -> None:
+        check_id(server_id, "server id")
+        check_id(volume_id, "volume id")
+        state = self._load(server_id)
+        devices = [d for d, v in state["disks"].items() if v == volume_id]
+        if not devices:
+            return
+        if self.hv.pid(server_id) is not None:
+            raise DriverError("disks are detached while the server is off (no hot-plug here)")
+        for d in devices:
+            del state["disks"][d]
+        self._save(server_id, state)
+
+    # --- power ----------------------------------------------------------------------------------------
+
+    async def boot_kit(self) -> boot.BootKit:
+        if self._kit is None:
+            o = self.options
+            if o.kernel and o.initrd:
+                self._kit = boot.BootKit(os.path.abspath(o.kernel), os.path.abspath(o.initrd), "configured")
+            else:
+                self._kit = (boot.existing_kit(self.layout.boot) if o.kernel_deb is None else None) or \
+                    await asyncio.to_thread(boot.build_boot_kit, self.layout.boot, o.kernel_deb)
+        return self._kit
+
+    async def accel(self) -> str:
+        """tcg or kvm: as configured, or (auto) what a probe found, remembered per host kernel."""
+        if self._accel is None:
+            if self.options.accel != "auto":
+                self._accel = self.options.accel
+            else:
+                self._accel = await self._probed_accel()
+        return self._accel
+
+    async def _probed_accel(self) -> str:
+        kit = await self.boot_kit()
+        key = f"{os.uname().release} {kit.release}"
+        memo = os.path.join(self.layout.boot, "accel.json")
+        known = _read_json(memo)
+        if known.get("key") == key and known.get("accel") in ("tcg", "kvm"):
+            return known["accel"]
+        found = "kvm" if await probe_kvm(kit) else "tcg"
+        log.warning("local driver: KVM %s on this host; servers run under %s",
+                    "works" if found == "kvm" else "is not usable", found.upper())
+        with contextlib.suppress(OSError):
+            _write_json(memo, {"key": key, "accel": found})
+        return found
+
+    def running(self) -> list[str]:
+        return [sid for sid in self._server_ids() if self.hv.pid(sid) is not None]
+
+    async def start(self, server_id: str, boot_volume: str | None = None) -> None:
+        check_id(server_id, "server id")
+        if boot_volume is not None:
+            check_id(boot_volume, "volume id")
+        if self.hv.pid(server_id) is None:
+            with self._timed("start", server_id):
+                await self._launch(server_id, boot_volume)
+        if self.options.boot_marker:
+            with self._timed("boot", server_id):
+                try:
+                    await self.hv.wait_console(server_id, self.options.boot_marker, self.options.boot_timeout)
+                except DriverError:
+                    await self.hv.stop(server_id, hard=True)
+                    self._set_running(server_id, False)
+                    raise
+
+    async def _launch(self, server_id: str, boot_volume: str | None) -> None:
+        state = self._load(server_id)
+        attached = state["disks"]
+        if boot_volume is not None and boot_volume not in attached.values():
+            raise DriverError(f"disk {boot_volume} is not attached to server {server_id}")
+        if not attached:
+            raise DriverError(f"server {server_id} has no disk to boot from")
+        system = boot_volume or attached.get("/dev/vda") or attached[min(attached)]
+        order = [system] + [attached[d] for d in sorted(attached) if attached[d] != system]
+        disks = []
+        for vid in order:
+            found = self.disks.find(vid)
+            if found is None:
+                raise DriverError(f"disk {vid} of server {server_id} does not exist")
+            disks.append((found[0], found[1], vid))
+        kit = await self.boot_kit()
+        accel = await self.accel()
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            others = [s for s in self.running() if s != server_id]
+            if len(others) >= self.options.max_servers:
+                raise DriverError(f"this host runs at most {self.options.max_servers} servers at once")
+            await self.hv.launch(server_id, disks, kit, accel)
+        state["running"] = True
+        self._save(server_id, state)
+
+    def _set_running(self, server_id: str, running: bool) -> None:
+        if os.path.isdir(self.layout.server_dir(server_id)):
+            state = self._load(server_id)
+            if state["running"] != running:
+                state["running"] = running
+                self._save(server_id, state)
+
+    async def stop(self, server_id: str, hard: bool = False) -> None:
+        check_id(server_id, "server id")
+        with self._timed("stop_hard" if hard else "stop", server_id):
+            await self.hv.stop(server_id, hard)
+        self._set_running(server_id, False)
+
+    async def reboot(self, server_id: str, hard: bool = False) -> None:
+        check_id(server_id, "server id")
+        await self.stop(server_id, hard)
+        await self.start(server_id)
+
+    async def destroy(self, server_id: str) -> None:
+        """Kill the server's QEMU and remove its directory (record, logs) and QMP socket. Idempotent."""
+        check_id(server_id, "server id")
+        with self._timed("destroy", server_id):
+            await self.hv.stop(server_id, hard=True)
+            shutil.rmtree(self.layout.server_dir(server_id), ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.layout.qmp_socket(server_id))
+            self.layout.release_run()
+
+    # --- reconciliation and inspection -------------------------------------------------------------
+
+    async def dead_servers(self) -> list[str]:
+        """Servers this driver started and never stopped whose QEMU process is gone (crashed, killed,
+        powered off from inside the guest, host rebooted). The caller decides what they become."""
+        return [sid for sid in self._server_ids()
+                if self._load_quietly(sid).get("running") and self.hv.pid(sid) is None]
+
+    def _load_quietly(self, server_id: str) -> dict[str, Any]:
+        try:
+            return self._load(server_id)
+        except DriverError:
+            return {}
+
+    def console_log(self, server_id: str) -> str:
+        """The serial console of the server's current (or last) boot."""
+        return self.hv.console(server_id)
+
+    async def wait_console(self, server_id: str, text: str, timeout: float = 120.0) -> None:
+        await self.hv.wait_console(server_id, text, timeout)
