@@ -2,96 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import stat
 import subprocess
-import sys
 import time
 
-import httpx
 import pytest
 
 from tests import support as s
+from tests.procs import ECSD, Client, Proc, free_port, read_json
 
 pytestmark = pytest.mark.slow
-ECSD = [sys.executable, "-m", "ecsd"]
 
 
-def read_json(path: str) -> dict:
-    with open(path) as fh:
-        return json.load(fh)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """One `ecsd serve` process on a free loopback port; ended by its own PID only."""
+class Server(Proc):
+    """`ecsd serve` with the simulated driver at zero delay unless the test says otherwise."""
 
     def __init__(self, data_dir: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            ECSD + ["serve", "--port", str(self.port), "--data-dir", data_dir],
-            env={**os.environ, "ECSD_SIM_DELAY": "0", **(env or {})},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"ecsd exited: {self.proc.stdout.read()}")
-            try:
-                httpx.get(self.base + "/", timeout=0.5)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        self.kill()
-        raise AssertionError("ecsd did not start in 20 s")
-
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
-        return out
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.communicate(timeout=10)
-
-
-class Client:
-    def __init__(self, base: str, creds: dict) -> None:
-        self.http = httpx.Client(base_url=base, timeout=10)
-        self.pid = creds["project_id"]
-        r = self.http.post("/v3/auth/tokens", json=s.token_request(creds))
-        assert r.status_code == 201, r.text
-        self.http.headers["X-Auth-Token"] = r.headers["X-Subject-Token"]
-
-    def post(self, path: str, body: dict) -> httpx.Response:
-        return self.http.post(path.replace("{pid}", self.pid), json=body)
-
-    def get(self, path: str) -> httpx.Response:
-        return self.http.get(path.replace("{pid}", self.pid))
-
-    def wait(self, job_id: str, timeout: float = 30) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.get(f"/v1/{{pid}}/jobs/{job_id}").json()
-            if job["status"] in ("SUCCESS", "FAIL"):
-                return job
-            time.sleep(0.05)
-        raise AssertionError(f"job {job_id} not finished: {job}")
-
-    def create(self) -> str:
-        body = {"server": {"name": "p", "imageRef": s.UBUNTU, "flavorRef": "s3.small.1", "vpcid": s.VPC,
-                           "nics": [{"subnet_id": s.SUBNET}], "root_volume": {"volumetype": "SSD"}}}
-        job = self.wait(self.post("/v1/{pid}/cloudservers", body).json()["job_id"])
-        assert job["status"] == "SUCCESS", job
-        return job["entities"]["sub_jobs"][0]["entities"]["server_id"]
+        port = free_port()
+        super().__init__(["serve", "--port", str(port), "--data-dir", data_dir],
+                         {"ECSD_SIM_DELAY": "0", **(env or {})}, port)
 
 
 def test_first_start_writes_credentials_and_data_survives_restart(tmp_path):
@@ -104,7 +35,7 @@ def test_first_start_writes_credentials_and_data_survives_restart(tmp_path):
         for key in ("domain_name", "user_name", "password", "project_id", "project_name"):
             assert creds[key]
         client = Client(server.base, creds)
-        sid = client.create()
+        sid = client.create()[0]
     finally:
         out = server.stop()
     assert "credentials written" in out and "curl" in out
@@ -128,7 +59,7 @@ def test_accepted_change_os_finishes_after_kill_9(tmp_path):
     try:
         creds = read_json(os.path.join(data, "credentials.json"))
         client = Client(server.base, creds)
-        sid = client.create()
+        sid = client.create()[0]
         job_id = client.post(f"/v1/{{pid}}/cloudservers/{sid}/changeos",
                              {"os-change": {"imageid": s.DEBIAN, "mode": "withStopServer"}}).json()["job_id"]
         time.sleep(1.0)  # somewhere in the middle of the steps

@@ -358,6 +358,9 @@ def _scrub(conn: Connection, ctx: JobContext) -> None:
 
 
 def create_failed(conn: Connection, ctx: JobContext, code: str, reason: str) -> None:
+    # Disks whose creation never completed are in error (EVS shows them so); deleting the server removes them.
+    conn.execute(volumes.update().where(and_(volumes.c.server_id == ctx.server_id, volumes.c.status == "creating"))
+                 .values(status="error"))
     srv.fail_owned(conn, ctx.server_id, ctx.job_id, ctx.job_type, code, reason)
     _scrub(conn, ctx)
 

@@ -1,5 +1,9 @@
 """The simulated driver: no real machines, a configurable delay per operation, injectable faults.
 
+For crash tests it can also keep its disks as empty files in ``disk_dir`` (so that orphans can be
+found) and append every operation's start and end to ``oplog`` (so that overlapping executions of
+one job can be found); both are off unless configured (``ECSD_SIM_DISK_DIR``, ``ECSD_SIM_OPLOG``).
+
 State lives in the domain's tables (volumes, servers); this driver only spends time and can fail on
 purpose. An image whose properties carry ``__ecsd_sim_fault`` makes the named operation fail
 (``create_disk``, ``inject`` or ``start``), so that failure paths are reachable through the public
@@ -9,18 +13,29 @@ API, as a corrupt image on the cloud would make them.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
+import os
+import re
 import threading
+import time
 
 from ecsd.drivers.base import DiskSource, DriverError, Injection
 
 FAULT_KEY = "__ecsd_sim_fault"
+_ID = re.compile(r"^[0-9a-f-]{36}$")
 
 
 class SimulatedDriver:
     name = "simulated"
 
-    def __init__(self, delay: float = 0.3) -> None:
+    def __init__(self, delay: float = 0.3, disk_dir: str | None = None, oplog: str | None = None) -> None:
         self.delay = delay
+        self.disk_dir = disk_dir
+        if disk_dir:
+            os.makedirs(disk_dir, exist_ok=True)
+        self._oplog = open(oplog, "a", buffering=1, encoding="utf-8") if oplog else None  # noqa: SIM115
+        self._seq = itertools.count()
         self.calls = 0
         # Cleared: every operation waits until it is set again (tests hold jobs in flight this way;
         # a threading.Event because tests run in another thread than the event loop).
@@ -29,12 +44,34 @@ class SimulatedDriver:
         # volume id -> the fault its image declared (so that later operations on the disk can fail too)
         self._faulty: dict[str, str] = {}
 
-    async def _spend(self) -> None:
+    async def _spend(self, op: str = "", *targets: str) -> None:
         self.calls += 1
         while not self.running.is_set():
             await asyncio.sleep(0.002)
+        if self._oplog is None:
+            if self.delay > 0:
+                await asyncio.sleep(self.delay)
+            return
+        seq = next(self._seq)
+        self._log(seq, "start", op, targets)
         if self.delay > 0:
             await asyncio.sleep(self.delay)
+        self._log(seq, "end", op, targets)
+
+    def _log(self, seq: int, phase: str, op: str, targets: tuple[str, ...]) -> None:
+        assert self._oplog is not None
+        self._oplog.write(json.dumps({"pid": os.getpid(), "seq": seq, "phase": phase, "op": op,
+                                      "targets": list(targets), "t": time.time()}) + "\n")
+
+    def _disk_path(self, volume_id: str) -> str | None:
+        if not self.disk_dir:
+            return None
+        if not _ID.match(volume_id):
+            raise DriverError(f"invalid volume id {volume_id!r}")
+        return os.path.join(self.disk_dir, volume_id)
+
+    def disks(self) -> list[str]:
+        return sorted(os.listdir(self.disk_dir)) if self.disk_dir else []
 
     def hold(self) -> None:
         """Operations started from now on wait until :meth:`release`."""
@@ -44,38 +81,45 @@ class SimulatedDriver:
         self.running.set()
 
     async def create_disk(self, volume_id: str, source: DiskSource | None, size_gb: int) -> None:
-        await self._spend()
+        await self._spend("create_disk", volume_id)
         fault = source.properties.get(FAULT_KEY) if source is not None else None
         if fault == "create_disk":
             raise DriverError(f"image {source.image_id} cannot be read (simulated fault)")
         if fault:
             self._faulty[volume_id] = fault
+        path = self._disk_path(volume_id)
+        if path:
+            with open(path, "a"):
+                pass
 
     async def delete_disk(self, volume_id: str) -> None:
-        await self._spend()
+        await self._spend("delete_disk", volume_id)
         self._faulty.pop(volume_id, None)
+        path = self._disk_path(volume_id)
+        if path and os.path.exists(path):
+            os.unlink(path)
 
     async def inject(self, volume_id: str, what: Injection) -> None:
-        await self._spend()
+        await self._spend("inject", volume_id)
         if self._faulty.get(volume_id) == "inject":
             raise DriverError("the file system of the new disk is not writable (simulated fault)")
 
     async def attach(self, server_id: str, volume_id: str, device: str) -> None:
-        await self._spend()
+        await self._spend("attach", server_id, volume_id)
 
     async def detach(self, server_id: str, volume_id: str) -> None:
-        await self._spend()
+        await self._spend("detach", server_id, volume_id)
 
     async def start(self, server_id: str, boot_volume: str | None = None) -> None:
-        await self._spend()
+        await self._spend("start", server_id)
         if boot_volume is not None and self._faulty.get(boot_volume) == "start":
             raise DriverError("the server did not boot from its new disk (simulated fault)")
 
     async def stop(self, server_id: str, hard: bool = False) -> None:
-        await self._spend()
+        await self._spend("stop", server_id)
 
     async def reboot(self, server_id: str, hard: bool = False) -> None:
-        await self._spend()
+        await self._spend("reboot", server_id)
 
     async def destroy(self, server_id: str) -> None:
-        await self._spend()
+        await self._spend("destroy", server_id)

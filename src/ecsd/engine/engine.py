@@ -89,7 +89,16 @@ class _Claimed:
 
 # --- statements (plain functions of a connection: they run inside Store.run) ----------------------
 
-def _claim(conn: Connection, owner: str, now: float, lease: float, limit: int, is_sqlite: bool) -> list[_Claimed]:
+def _db_now(conn: Connection, is_sqlite: bool) -> float:
+    """Lease clock: the database's on PostgreSQL, so that workers on machines with skewed clocks
+    agree on when a lease has expired; the process's own on SQLite (one host)."""
+    if is_sqlite:
+        return clock.now()
+    return float(conn.execute(select(func.extract("epoch", func.clock_timestamp()))).scalar_one())
+
+
+def _claim(conn: Connection, owner: str, lease: float, limit: int, is_sqlite: bool) -> list[_Claimed]:
+    now = _db_now(conn, is_sqlite)
     pick = (select(jobs.c.job_id)
             .where(and_(jobs.c.runnable.is_(True),
                         or_(jobs.c.status == st.JOB_INIT,
@@ -167,9 +176,9 @@ def _fail(conn: Connection, ctx: JobContext, owner: str, jt: JobType, code: str,
     return True
 
 
-def _heartbeat(conn: Connection, owner: str, until: float) -> int:
+def _heartbeat(conn: Connection, owner: str, lease: float, is_sqlite: bool) -> int:
     return conn.execute(jobs.update().where(and_(jobs.c.owner == owner, jobs.c.status == st.JOB_RUNNING))
-                        .values(lease_until=until)).rowcount
+                        .values(lease_until=_db_now(conn, is_sqlite) + lease)).rowcount
 
 
 def _release(conn: Connection, owner: str) -> int:
@@ -251,7 +260,7 @@ class Engine:
             claimed: list[_Claimed] = []
             if free > 0:
                 try:
-                    claimed = await self.store.run(_claim, self.owner, clock.now(), self.lease, min(free, 500),
+                    claimed = await self.store.run(_claim, self.owner, self.lease, min(free, 500),
                                                    self.store.is_sqlite)
                 except Exception:  # database briefly unreachable: retry at the next poll
                     log.exception("claiming jobs failed")
@@ -278,7 +287,7 @@ class Engine:
         while True:
             await asyncio.sleep(self.lease / 3)
             try:
-                await self.store.run(_heartbeat, self.owner, clock.now() + self.lease)
+                await self.store.run(_heartbeat, self.owner, self.lease, self.store.is_sqlite)
             except Exception:
                 log.exception("lease heartbeat failed")
 

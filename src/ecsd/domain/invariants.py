@@ -1,0 +1,136 @@
+"""What must hold after any crash and restart, as functions that return the violations they find.
+
+Used by the crash tests and the soak benchmark (and usable by an operator against a live database):
+every check reads the database (and, for the simulated driver, its disk directory and operation log)
+and returns a list of human-readable violations; an empty list means the invariant holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.engine import Connection
+
+from ecsd.domain import states as st
+from ecsd.store.schema import jobs, servers, volumes
+
+
+def jobs_finished(conn: Connection) -> list[str]:
+    """Every job reached SUCCESS or FAIL (call once the workers had time to finish)."""
+    rows = conn.execute(select(jobs.c.job_id, jobs.c.job_type, jobs.c.status, jobs.c.step, jobs.c.attempts)
+                        .where(jobs.c.status.in_(st.JOB_IN_FLIGHT))).all()
+    return [f"job {r.job_id} ({r.job_type}) still {r.status} at step {r.step} after {r.attempts} claims"
+            for r in rows]
+
+
+def accepted_jobs_recorded(conn: Connection, accepted: Iterable[str]) -> list[str]:
+    """No accepted request was lost: every job id handed to a client exists."""
+    wanted = set(accepted)
+    if not wanted:
+        return []
+    found: set[str] = set()
+    ids = sorted(wanted)
+    for i in range(0, len(ids), 500):
+        found.update(r[0] for r in conn.execute(select(jobs.c.job_id).where(jobs.c.job_id.in_(ids[i:i + 500]))))
+    return [f"accepted job {j} is not in the database" for j in sorted(wanted - found)]
+
+
+def one_system_disk(conn: Connection) -> list[str]:
+    """Every live server has exactly one attached system disk, created from the server's image."""
+    disks = (select(volumes.c.server_id, func.count().label("n"), func.min(volumes.c.image_id).label("image"))
+             .where(volumes.c.boot_index == 0).group_by(volumes.c.server_id).subquery())
+    rows = conn.execute(select(servers.c.id, servers.c.image_id, disks.c.n, disks.c.image)
+                        .select_from(servers.outerjoin(disks, disks.c.server_id == servers.c.id))
+                        .where(servers.c.deleted.is_(False))).all()
+    out = []
+    for r in rows:
+        if r.n != 1:
+            out.append(f"server {r.id} has {r.n or 0} system disks")
+        elif r.image != r.image_id:
+            out.append(f"server {r.id} shows image {r.image_id} but its system disk holds {r.image}")
+    return out
+
+
+def image_of_last_successful_change(conn: Connection) -> list[str]:
+    """A server whose last change/reinstall OS succeeded runs that job's image."""
+    last = (select(jobs.c.server_id, func.max(jobs.c.created_at).label("at"))
+            .where(jobs.c.job_type.in_((st.CHANGE_OS, st.REINSTALL_OS)))
+            .group_by(jobs.c.server_id).subquery())
+    rows = conn.execute(select(jobs.c.job_id, jobs.c.server_id, jobs.c.params, servers.c.image_id)
+                        .join(last, and_(last.c.server_id == jobs.c.server_id, last.c.at == jobs.c.created_at))
+                        .join(servers, servers.c.id == jobs.c.server_id)
+                        .where(and_(jobs.c.status == st.JOB_SUCCESS, servers.c.deleted.is_(False)))).all()
+    out = []
+    for r in rows:
+        image = json.loads(r.params)["image"]["id"]
+        if image != r.image_id:
+            out.append(f"server {r.server_id} runs {r.image_id}, but its last change {r.job_id} installed {image}")
+    return out
+
+
+def servers_released(conn: Connection) -> list[str]:
+    """No live server is still marked busy once every job has ended."""
+    rows = conn.execute(select(servers.c.id, servers.c.task_state, servers.c.job_id).where(and_(
+        servers.c.deleted.is_(False), (servers.c.task_state.is_not(None)) | (servers.c.job_id.is_not(None))))).all()
+    return [f"server {r.id} still has task {r.task_state} for job {r.job_id}" for r in rows]
+
+
+def no_orphan_volumes(conn: Connection) -> list[str]:
+    """No system disk is left unattached, and no disk is stuck half created or half deleted."""
+    rows = conn.execute(select(volumes.c.id, volumes.c.status, volumes.c.image_id, volumes.c.server_id).where(
+        (volumes.c.status.in_(("creating", "deleting"))) |
+        (volumes.c.server_id.is_(None) & volumes.c.image_id.is_not(None)))).all()
+    return [f"volume {r.id} is {r.status}, attached to {r.server_id}" for r in rows]
+
+
+def backend_disks_match(conn: Connection, disk_ids: Iterable[str]) -> list[str]:
+    """The driver holds exactly the disks the database knows (no orphan, none missing)."""
+    backend = set(disk_ids)
+    known = {r[0] for r in conn.execute(select(volumes.c.id).where(volumes.c.status != "error"))}
+    return ([f"disk {d} exists in the backend but not in the database" for d in sorted(backend - known)] +
+            [f"volume {v} has no disk in the backend" for v in sorted(known - backend)])
+
+
+def overlapping_operations(oplog_lines: Iterable[str]) -> list[str]:
+    """No two driver operations on the same server or disk ran at the same time (no job ran twice at once).
+
+    Each line is JSON ``{"pid", "seq", "phase": "start"|"end", "op", "targets", "t"}``; an operation whose
+    process was killed has no end and is ignored.
+    """
+    starts: dict[tuple[int, int], dict] = {}
+    spans: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for line in oplog_lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line torn by kill -9
+        key = (rec["pid"], rec["seq"])
+        if rec["phase"] == "start":
+            starts[key] = rec
+        elif key in starts:
+            begin = starts.pop(key)
+            for target in begin["targets"]:
+                spans[target].append((begin["t"], rec["t"], f"{begin['op']}@{begin['pid']}"))
+    out = []
+    for target, items in spans.items():
+        items.sort()
+        for (a0, a1, a), (b0, b1, b) in zip(items, items[1:]):
+            if b0 < a1:
+                out.append(f"{a} and {b} overlapped on {target}")
+    return out
+
+
+def check_all(conn: Connection, accepted: Iterable[str] = (), disk_dir: str | None = None,
+              oplog: str | None = None) -> list[str]:
+    found = (jobs_finished(conn) + accepted_jobs_recorded(conn, accepted) + one_system_disk(conn)
+             + image_of_last_successful_change(conn) + servers_released(conn) + no_orphan_volumes(conn))
+    if disk_dir is not None:
+        found += backend_disks_match(conn, os.listdir(disk_dir) if os.path.isdir(disk_dir) else [])
+    if oplog is not None and os.path.exists(oplog):
+        with open(oplog, encoding="utf-8") as fh:
+            found += overlapping_operations(fh)
+    return found

@@ -1,0 +1,149 @@
+"""Crash harness: change-OS load on real processes that are killed with SIGKILL at random moments.
+
+One node (SQLite): a single `ecsd serve` with its in-process worker. Scale-out (PostgreSQL): one
+`ecsd serve --no-worker` and two `ecsd worker` processes; any of them is killed, and a killed worker
+comes back under a new name, so that its jobs must be taken over by lease expiry. Afterwards every
+job must end and the invariants of ``ecsd.domain.invariants`` must hold. Used by tests/test_crash.py
+(bounded, in CI) and bench/soak.py (minutes).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from ecsd.domain import invariants
+from ecsd.store.db import Store, sqlite_url
+from tests import support as s
+from tests.procs import Client, Proc, free_port, read_json
+
+IMAGES = (s.UBUNTU, s.DEBIAN, s.CENTOS)
+
+
+@dataclass
+class Outcome:
+    accepted: list[str] = field(default_factory=list)
+    refused: int = 0
+    unreachable: int = 0
+    kills: int = 0
+    violations: list[str] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Cluster:
+    def __init__(self, data_dir: str, database_url: str | None, workers: int, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        self.database_url = database_url
+        self.env = {**env, "ECSD_SIM_DISK_DIR": os.path.join(data_dir, "disks"),
+                    "ECSD_SIM_OPLOG": os.path.join(data_dir, "oplog.jsonl")}
+        self.port = free_port()
+        self.log = os.path.join(data_dir, "processes.log")
+        self.db_args = ["--database-url", database_url] if database_url else []
+        self.n_workers = workers
+        self.generation = 0
+        self.api = self._start_api()
+        self.workers = [self._start_worker(i) for i in range(workers)]
+
+    def _start_api(self) -> Proc:
+        extra = self.db_args + (["--no-worker"] if self.n_workers else [])
+        return Proc.serve(self.data_dir, self.env, self.port, extra, self.log)
+
+    def _start_worker(self, slot: int) -> Proc:
+        self.generation += 1
+        return Proc.worker(self.data_dir, self.env, self.db_args + ["--name", f"w{slot}-{self.generation}"],
+                           self.log)
+
+    def kill_one(self, rng: random.Random) -> None:
+        slot = rng.randrange(1 + self.n_workers)
+        if slot == 0:
+            self.api.kill()
+            time.sleep(rng.uniform(0.05, 0.4))
+            self.api = self._start_api()
+        else:
+            self.workers[slot - 1].kill()
+            time.sleep(rng.uniform(0.05, 0.4))
+            self.workers[slot - 1] = self._start_worker(slot - 1)
+
+    def stop(self) -> None:
+        for proc in [self.api, *self.workers]:
+            proc.stop()
+
+
+def run(data_dir: str, *, database_url: str | None = None, workers: int = 0, servers: int = 30,
+        seconds: float = 15.0, target_jobs: int = 300, kill_every: tuple[float, float] = (0.3, 1.2),
+        seed: int = 1, sim_delay: float = 0.03, lease: float = 1.5, settle: float = 90.0) -> Outcome:
+    """Drive change-OS load while killing processes; return what was accepted and what was violated."""
+    rng = random.Random(seed)
+    env = {"ECSD_SIM_DELAY": str(sim_delay), "ECSD_LEASE_SECONDS": str(lease)}
+    if database_url:
+        env["ECSD_DATABASE_URL"] = database_url
+    pace = 4 * seconds / max(target_jobs, 1) / 2   # four loaders reach the target around half-time
+    cluster = Cluster(data_dir, database_url, workers, env)
+    outcome = Outcome()
+    started = time.monotonic()
+    try:
+        creds = read_json(os.path.join(data_dir, "credentials.json"))
+        setup = Client(cluster.api.base, creds, timeout=60)
+        ids = setup.create(servers)
+        stop_load = threading.Event()
+
+        def load() -> None:
+            client: Client | None = None
+            while not stop_load.is_set() and len(outcome.accepted) < target_jobs:
+                try:
+                    client = client or Client(cluster.api.base, creds, timeout=3)
+                    body = {"os-change": {"imageid": rng.choice(IMAGES), "mode": "withStopServer"}}
+                    r = client.post(f"/v1/{{pid}}/cloudservers/{rng.choice(ids)}/changeos", body)
+                except (httpx.HTTPError, AssertionError):
+                    outcome.unreachable += 1
+                    client = None
+                    time.sleep(0.02)
+                    continue
+                if r.status_code == 200:
+                    outcome.accepted.append(r.json()["job_id"])
+                    time.sleep(pace)   # spread the accepted jobs over the whole run
+                elif r.status_code == 400 and r.json()["error"]["code"] == "Ecs.0100":
+                    outcome.refused += 1   # that server is busy: the gate at work
+                else:
+                    raise AssertionError(f"unexpected answer {r.status_code}: {r.text}")
+
+        loaders = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+        for t in loaders:
+            t.start()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(rng.uniform(*kill_every))
+            cluster.kill_one(rng)
+            outcome.kills += 1
+        stop_load.set()
+        for t in loaders:
+            t.join(timeout=10)
+
+        # Let every accepted job finish, then stop gracefully and check the invariants.
+        client = Client(cluster.api.base, creds, timeout=10)
+        end = time.monotonic() + settle
+        pending = list(outcome.accepted)
+        while pending and time.monotonic() < end:
+            job = client.get(f"/v1/{{pid}}/jobs/{pending[-1]}").json()
+            if job.get("status") in ("SUCCESS", "FAIL"):
+                outcome.statuses[job["status"]] = outcome.statuses.get(job["status"], 0) + 1
+                pending.pop()
+            else:
+                time.sleep(0.1)
+    finally:
+        cluster.stop()
+    outcome.seconds = time.monotonic() - started
+    store = Store(database_url or sqlite_url(data_dir))
+    try:
+        with store.tx() as conn:
+            outcome.violations = invariants.check_all(
+                conn, outcome.accepted, disk_dir=cluster.env["ECSD_SIM_DISK_DIR"], oplog=cluster.env["ECSD_SIM_OPLOG"])
+    finally:
+        store.close()
+    return outcome
