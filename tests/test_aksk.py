@@ -297,13 +297,15 @@ def test_revocation_reaches_a_cached_key(client, creds):
 
 
 @pytest.mark.parametrize(("date", "why"), [
-    (sdk_date(-16 * 60), "too old"),
-    (sdk_date(16 * 60), "future"),
+    (-16 * 60, "too old"),          # seconds from now, turned into a date when the test runs
+    (16 * 60, "future"),
     ("2024-01-02T03:04:05Z", "form"),
     ("20241340T030405Z", "form"),
     ("not a date", "form"),
 ])
 def test_bad_dates_are_refused(signer, date, why):
+    if isinstance(date, int):
+        date = sdk_date(date)
     err = assert_denied(signer.get("/v1/{pid}/cloudservers/detail", date=date))
     assert why in err["details"][0]["message"] or "valid" in err["details"][0]["message"]
 
