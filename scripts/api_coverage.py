@@ -17,8 +17,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-from ecsd.app import create_app  # noqa: E402
-from ecsd.config import Settings  # noqa: E402
+from ecsd.app import create_app
+from ecsd.config import Settings
 
 DEFAULT_REF = os.path.join(ROOT, "..", "shared", "reference", "ecs-api-ref")
 
@@ -27,8 +27,9 @@ NOTES = {
     ("POST", "/v1/{project_id}/cloudservers"): "partial: no EIP (`publicip`), security groups, tags or "
                                                "scheduler hints; networks are not checked (no VPC service)",
     ("POST", "/v1/{project_id}/cloudservers/delete"): "partial: `delete_publicip` accepted and ignored (no EIPs)",
-    ("GET", "/v1/{project_id}/cloudservers/detail"): "partial: `tags`, `not-tags` and `enterprise_project_id` "
-                                                     "filters are ignored",
+    ("GET", "/v1/{project_id}/cloudservers/detail"): "partial: servers carry no tags yet (`tags` matches "
+                                                     "nothing, `not-tags` everything); `enterprise_project_id` "
+                                                     "is ignored",
     ("POST", "/v2/{project_id}/cloudservers/{server_id}/changeos"): "encryption keys are checked, not applied "
                                                                     "(no KMS)",
     ("POST", "/v2/{project_id}/cloudservers/{server_id}/reinstallos"): "encryption keys are checked, not applied "
@@ -41,6 +42,7 @@ EXTRA_PURPOSE = {
     "/v2/cloudimages": "IMS image list", "/v2/images": "Glance image list",
     "/v2/images/{image_id}": "Glance image details", "/image": "Glance version document",
     "/image/v2/images": "Glance image list (catalog path)", "/image/v2/images/{image_id}": "Glance image details",
+    "/v3/projects/{ref}": "IAM project details", "/v3/auth/domains": "IAM domain of the caller",
     "/healthz": "liveness", "/readyz": "readiness (database)", "/": "compute API versions",
     "/v1": "ECS API version", "/v2.1": "compute API version and microversions",
 }
@@ -61,7 +63,7 @@ def reference_endpoints(ref: str) -> list[tuple[str, str, str, str]]:
             lines = text.splitlines()
             title = next((lines[i - 1].strip() for i, line in enumerate(lines)
                           if i and re.fullmatch(r"=+", line)), name)
-            for m in re.finditer(r"^(GET|POST|PUT|DELETE|PATCH) (/\S+)", text, re.M):
+            for m in re.finditer(r"^(GET|POST|PUT|DELETE|PATCH) (/\S+)", text, re.MULTILINE):
                 rows.append((os.path.relpath(root, ref), title, m.group(1), m.group(2).split("?")[0]))
     return rows
 

@@ -718,11 +718,8 @@ def test_revoked_key_is_401(env):
     assert env.ecs.list_flavors(ListFlavorsRequest()).flavors
 
 
-# --- gaps: SDK calls ecsd does not serve yet (strict xfails: they flip to XPASS once the server has them) --------
+# --- SDK calls that were missing at first (GET /v3/auth/domains, /v3/projects/{id}, one block device, tags) ---
 
-@pytest.mark.xfail(strict=True, raises=SdkException, reason=(
-    "GlobalCredentials without a domain id plus a region make the SDK call GET /v3/auth/domains to find the "
-    "domain id; ecsd has no such route (404 Common.0404), so building the IamClient fails"))
 def test_global_credentials_with_region_look_up_the_domain(env):
     ak, sk = env.creds["ak"], env.creds["sk"]
     with GlobalCredentials._LOCK:
@@ -733,16 +730,11 @@ def test_global_credentials_with_region_look_up_the_domain(env):
     assert env.pid in [p.id for p in iam.keystone_list_auth_projects(KeystoneListAuthProjectsRequest()).projects]
 
 
-@pytest.mark.xfail(strict=True, raises=ClientRequestException, reason=(
-    "keystone_show_project is GET /v3/projects/{project_id}; ecsd has no such route (404 Common.0404)"))
 def test_iam_show_project(env):
     project = env.iam.keystone_show_project(KeystoneShowProjectRequest(project_id=env.pid)).project
     assert project.id == env.pid and project.name == REGION
 
 
-@pytest.mark.xfail(strict=True, raises=ClientRequestException, reason=(
-    "show_server_block_device is GET /v1/{project_id}/cloudservers/{server_id}/block_device/{volume_id} "
-    "(querying_a_single_disk_attached_to_an_ecs.rst); ecsd has no such route (404 Common.0404)"))
 def test_show_single_block_device(env, server_id):
     disk = system_disk(env.ecs, server_id)
     dev = env.ecs.show_server_block_device(
@@ -750,9 +742,6 @@ def test_show_single_block_device(env, server_id):
     assert dev.volume_id == disk and dev.server_id == server_id and dev.boot_index == 0
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the documented list filters tags / not-tags are ignored by GET /v1/{project_id}/cloudservers/detail: "
-    "tags=<a tag no server has> returns every server instead of none"))
 def test_list_servers_details_filters_by_tags(env, server_id):
     everything = env.ecs.list_servers_details(ListServersDetailsRequest(limit=1000)).count
     assert everything >= 1

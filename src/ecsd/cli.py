@@ -93,7 +93,6 @@ def serve(host, port, data_dir, database_url, driver, no_worker, log_level) -> N
               type=click.Choice(["debug", "info", "warning", "error"]))
 def worker(data_dir, database_url, driver, name, max_jobs, grace, log_level) -> None:
     """Run jobs only (no API): scale out beside `ecsd serve --no-worker` on a shared PostgreSQL."""
-    import asyncio
 
     import uvloop
 

@@ -83,6 +83,10 @@ class Filters:
     ip: str | None = None             # fuzzy: private IPv4 addresses starting with this text
     image: str | None = None          # image id, exact
     changes_since: float | None = None
+    server_id: str | None = None      # exact (the SDK's server_id filter)
+    ip_eq: str | None = None          # exact private IPv4 address
+    tags: str | None = None           # servers carry no tags yet: any tags filter matches nothing
+    not_tags: str | None = None       # ... and any not-tags filter matches everything
 
     def conditions(self, project_id: str) -> list:
         """The WHERE terms; an invalid status is Ecs.0005."""
@@ -103,6 +107,13 @@ class Filters:
             cond.append(servers.c.image_id == self.image)
         if self.changes_since is not None:
             cond.append(servers.c.updated_at >= self.changes_since)
+        if self.server_id:
+            cond.append(servers.c.id == self.server_id)
+        if self.ip_eq:
+            exact = self.ip_eq.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace('"', "")
+            cond.append(servers.c.addresses.like(f'%"addr":"{exact}"%', escape="\\"))
+        if self.tags:
+            cond.append(false())
         return cond
 
 

@@ -154,6 +154,25 @@ async def list_projects(request: Request, ctx: Ctx) -> Any:
                  "links": {"self": "/v3/projects", "previous": None, "next": None}})
 
 
+@endpoint(auth="token")
+async def show_project(request: Request, ctx: Ctx) -> Any:
+    """``GET /v3/projects/{ref}``: one project the caller belongs to (404 otherwise)."""
+    ref = request.path_params["ref"]
+    for p in await ctx.services.store.run(identity.user_projects, ctx.ident.user_id):
+        if p["id"] == ref:
+            return json({"project": _project_view(p)})
+    raise EcsError("Common.0404", f"project {ref} does not exist or is not yours")
+
+
+@endpoint(auth="token")
+async def list_auth_domains(request: Request, ctx: Ctx) -> Any:
+    """``GET /v3/auth/domains``: the caller's domain (how the SDK finds a domain id for GlobalCredentials)."""
+    ident = ctx.ident
+    return json({"domains": [{"id": ident.domain_id, "name": ident.domain_name, "enabled": True, "description": "",
+                              "links": {"self": f"/v3/domains/{ident.domain_id}"}}],
+                 "links": {"self": "/v3/auth/domains", "previous": None, "next": None}})
+
+
 async def identity_version(request: Request) -> Any:
     base = request.app.state.services.settings.endpoint
     return json({"version": {"id": "v3", "status": "stable", "updated": "2013-03-06T00:00:00Z",
@@ -169,5 +188,7 @@ routes = [
     Route("/v3/auth/tokens", validate_token, methods=["GET"]),
     Route("/v3/auth/tokens", revoke_token, methods=["DELETE"]),
     Route("/v3/projects", list_projects, methods=["GET"]),
+    Route("/v3/projects/{ref}", show_project, methods=["GET"]),
+    Route("/v3/auth/domains", list_auth_domains, methods=["GET"]),
     Route("/v3/auth/projects", list_projects, methods=["GET"]),
 ]

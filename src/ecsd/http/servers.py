@@ -223,7 +223,9 @@ def list_filters(request: Request) -> Filters:
     """The filters of a list request, shared by the v1 and the native list."""
     q = request.query_params
     return Filters(name=q.get("name") or None, status=q.get("status") or None, flavor=q.get("flavor") or None,
-                   reservation_id=q.get("reservation_id") or None, ip=q.get("ip") or None)
+                   reservation_id=q.get("reservation_id") or None, ip=q.get("ip") or None,
+                   server_id=q.get("server_id") or None, ip_eq=q.get("ip_eq") or None,
+                   tags=q.get("tags") or None, not_tags=q.get("not-tags") or None)
 
 
 @endpoint()
@@ -334,15 +336,31 @@ async def _server_and_volumes(request: Request, ctx: Ctx):
     return await ctx.services.store.run(run)
 
 
+def _block_device_views(row: dict[str, Any], vols: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"serverId": row["id"], "volumeId": v["id"], "id": v["id"], "size": v["size"], "device": v["device"],
+             "pciAddress": f"0000:02:{i + 1:02x}.0",
+             "bootIndex": v["boot_index"] if v["boot_index"] is not None else -1, "bus": "virtio"}
+            for i, v in enumerate(vols)]
+
+
 @endpoint()
 async def block_devices(request: Request, ctx: Ctx) -> Response:
     row, vols = await _server_and_volumes(request, ctx)
     used = len(vols)
-    return json({"volumeAttachments": [
-        {"serverId": row["id"], "volumeId": v["id"], "id": v["id"], "size": v["size"], "device": v["device"],
-         "pciAddress": f"0000:02:{i + 1:02x}.0", "bootIndex": v["boot_index"] if v["boot_index"] is not None else -1,
-         "bus": "virtio"} for i, v in enumerate(vols)],
-        "attachableQuantity": {"free_scsi": 59, "free_blk": max(0, 24 - used), "free_disk": max(0, 24 - used)}})
+    return json({"volumeAttachments": _block_device_views(row, vols),
+                 "attachableQuantity": {"free_scsi": 59, "free_blk": max(0, 24 - used),
+                                        "free_disk": max(0, 24 - used)}})
+
+
+@endpoint()
+async def block_device(request: Request, ctx: Ctx) -> Response:
+    """One attached disk (querying_a_single_disk_attached_to_an_ecs.rst)."""
+    row, vols = await _server_and_volumes(request, ctx)
+    wanted = request.path_params["volume_id"]
+    for view in _block_device_views(row, vols):
+        if view["volumeId"] == wanted:
+            return json({"volumeAttachment": view})
+    raise EcsError("Ecs.0111", f"volume {wanted} is not attached to this ECS")
 
 
 @endpoint()
@@ -360,5 +378,6 @@ routes = [
     Route("/v1/{project_id}/cloudservers/{server_id}", show_server, methods=["GET"]),
     Route("/v1/{project_id}/cloudservers/{server_id}", update_server, methods=["PUT"]),
     Route("/v1/{project_id}/cloudservers/{server_id}/block_device", block_devices, methods=["GET"]),
+    Route("/v1/{project_id}/cloudservers/{server_id}/block_device/{volume_id}", block_device, methods=["GET"]),
     Route("/v1/{project_id}/cloudservers/{server_id}/os-volume_attachments", volume_attachments, methods=["GET"]),
 ]
