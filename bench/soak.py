@@ -17,7 +17,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.crash_harness import run  # noqa: E402
+from tests.crash_harness import run
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 

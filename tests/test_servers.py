@@ -669,3 +669,12 @@ def test_project_and_token_are_checked(api, method, path, body):
     assert_error(api.call(method, path % api.pid, body, token=False), 401, "Common.0013")
     assert_error(api.call(method, path % api.pid, body, headers={"X-Auth-Token": "ecsd_forged"}),
                  401, "Common.0013")
+
+
+def test_one_block_device(api):
+    sid = api.create_servers()[0]
+    disks = api.get(f"/v1/{{pid}}/cloudservers/{sid}/block_device").json()["volumeAttachments"]
+    r = api.get(f"/v1/{{pid}}/cloudservers/{sid}/block_device/{disks[0]['volumeId']}")
+    assert r.status_code == 200 and r.json()["volumeAttachment"] == disks[0]
+    r = api.get(f"/v1/{{pid}}/cloudservers/{sid}/block_device/0c7a4b8e-5d3f-4e2a-9b1c-7d6e5f4a3b2c")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "Ecs.0111"

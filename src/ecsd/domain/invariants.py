@@ -7,6 +7,7 @@ and returns a list of human-readable violations; an empty list means the invaria
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections import defaultdict
@@ -118,7 +119,7 @@ def overlapping_operations(oplog_lines: Iterable[str]) -> list[str]:
     out = []
     for target, items in spans.items():
         items.sort()
-        for (a0, a1, a), (b0, b1, b) in zip(items, items[1:]):
+        for (_a0, a1, a), (b0, _b1, b) in itertools.pairwise(items):
             if b0 < a1:
                 out.append(f"{a} and {b} overlapped on {target}")
     return out

@@ -89,8 +89,7 @@ class SimulatedDriver:
             self._faulty[volume_id] = fault
         path = self._disk_path(volume_id)
         if path:
-            with open(path, "a"):
-                pass
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
     async def delete_disk(self, volume_id: str) -> None:
         await self._spend("delete_disk", volume_id)

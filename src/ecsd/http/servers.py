@@ -27,7 +27,7 @@ from starlette.routing import Route
 from ecsd.domain import clock, lifecycle
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
-from ecsd.domain.errors import invalid
+from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.flavors import get_flavor
 from ecsd.domain.listing import Filters, list_servers
 from ecsd.http.core import Ctx, endpoint, json, parse, query_int, read_json
