@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select, true
+from sqlalchemy import bindparam, and_, or_, select, true
 from sqlalchemy.engine import Connection
 
 from ecsd.domain.errors import invalid
@@ -41,8 +41,11 @@ def _load(row) -> dict[str, Any]:
     return flavor
 
 
+_GET_FLAVOR = select(flavors).where(flavors.c.id == bindparam("flavor_id"))   # built once (hot path)
+
+
 def get_flavor(conn: Connection, flavor_id: str) -> dict[str, Any] | None:
-    row = conn.execute(select(flavors).where(flavors.c.id == flavor_id)).first()
+    row = conn.execute(_GET_FLAVOR, {"flavor_id": flavor_id}).first()
     if row is None:
         return None
     return _load(row)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select
+from sqlalchemy import bindparam, and_, or_, select
 from sqlalchemy.engine import Connection
 
 from ecsd.domain.errors import invalid
@@ -120,9 +120,16 @@ def _load(row) -> dict[str, Any]:
     return image
 
 
+# Built once: hot paths (change OS, create) execute it with bound values, skipping SQLAlchemy's
+# per-call statement construction and cache-key work.
+_VISIBLE_IMAGE = select(images).where(and_(
+    images.c.id == bindparam("image_id"), images.c.status != "deleted",
+    or_(images.c.visibility == "public", images.c.owner == bindparam("project_id"))))
+
+
 def visible_image(conn: Connection, project_id: str, image_id: str) -> dict[str, Any] | None:
     """The image if it exists and the project may use it (public, or private to this project)."""
-    row = conn.execute(select(images).where(and_(images.c.id == image_id, _visible(project_id)))).first()
+    row = conn.execute(_VISIBLE_IMAGE, {"image_id": image_id, "project_id": project_id}).first()
     return None if row is None else _load(row)
 
 

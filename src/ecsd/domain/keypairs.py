@@ -29,7 +29,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
-from sqlalchemy import and_, func, select
+from sqlalchemy import bindparam, and_, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -164,8 +164,12 @@ def _row(row: Any) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+_FIND = select(keypairs).where(and_(keypairs.c.user_id == bindparam("user_id"),
+                                   keypairs.c.name == bindparam("name")))   # built once (hot path)
+
+
 def find_keypair(conn: Connection, user_id: str, name: str) -> dict[str, Any] | None:
-    row = conn.execute(select(keypairs).where(and_(keypairs.c.user_id == user_id, keypairs.c.name == name))).first()
+    row = conn.execute(_FIND, {"user_id": user_id, "name": name}).first()
     return dict(row._mapping) if row else None
 
 

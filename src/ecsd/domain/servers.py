@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.engine import Connection
 
 from ecsd.domain import clock
@@ -30,12 +30,23 @@ def decode(row) -> dict[str, Any]:
     return server
 
 
+# Hot-path statements are built once and executed with bound values: this skips SQLAlchemy's per-call
+# statement construction and cache-key work, which otherwise costs more than the queries themselves.
+_LOAD = select(servers).where(and_(servers.c.id == bindparam("server_id"),
+                                  servers.c.project_id == bindparam("project_id"), servers.c.deleted.is_(False)))
+_SYSTEM_VOLUME = select(volumes).where(and_(volumes.c.server_id == bindparam("server_id"), volumes.c.boot_index == 0))
+_CLAIM = servers.update().where(and_(
+    servers.c.id == bindparam("b_id"), servers.c.vm_state == bindparam("b_vm_state"),
+    servers.c.task_state.is_(None), servers.c.job_id.is_(None), servers.c.locked.is_(False),
+    servers.c.deleted.is_(False),
+)).values(task_state=bindparam("b_task_state"), job_id=bindparam("b_job_id"), updated_at=bindparam("b_now"))
+
+
 def load(conn: Connection, project_id: str, server_id: str) -> dict[str, Any]:
     """The live server of this project, or 404 Ecs.0114 (unknown, malformed, foreign or deleted id alike)."""
     if not clock.is_uuid(server_id):
         raise EcsError("Ecs.0114")
-    row = conn.execute(select(servers).where(and_(servers.c.id == server_id, servers.c.project_id == project_id,
-                                                  servers.c.deleted.is_(False)))).first()
+    row = conn.execute(_LOAD, {"server_id": server_id, "project_id": project_id}).first()
     if row is None:
         raise EcsError("Ecs.0114")
     return decode(row)
@@ -75,8 +86,7 @@ def attached_volumes(conn: Connection, server_ids: list[str]) -> dict[str, list[
 
 
 def system_volume(conn: Connection, server_id: str) -> dict[str, Any] | None:
-    row = conn.execute(select(volumes).where(and_(volumes.c.server_id == server_id,
-                                                  volumes.c.boot_index == 0))).first()
+    row = conn.execute(_SYSTEM_VOLUME, {"server_id": server_id}).first()
     return dict(row._mapping) if row else None
 
 
@@ -91,11 +101,8 @@ def check_gate(server: dict[str, Any], op: str) -> None:
 
 def claim(conn: Connection, server: dict[str, Any], task_state: str, job_id: str) -> None:
     """Compare-and-set: take the server for ``job_id`` if nobody changed it since it was read."""
-    res = conn.execute(servers.update().where(and_(
-        servers.c.id == server["id"], servers.c.vm_state == server["vm_state"],
-        servers.c.task_state.is_(None), servers.c.job_id.is_(None), servers.c.locked.is_(False),
-        servers.c.deleted.is_(False),
-    )).values(task_state=task_state, job_id=job_id, updated_at=clock.now()))
+    res = conn.execute(_CLAIM, {"b_id": server["id"], "b_vm_state": server["vm_state"], "b_task_state": task_state,
+                                "b_job_id": job_id, "b_now": clock.now()})
     if res.rowcount != 1:
         raise EcsError("Ecs.0100", f"server {server['id']} has another operation in progress")
 

@@ -348,12 +348,16 @@ class Engine:
             self.stats.lost_leases += 1
 
 
+_INSERT_JOB = jobs.insert()   # built once: a hot path
+
+
 def submit(conn: Connection, *, job_id: str, project_id: str, job_type: str, server_id: str | None,
            params: dict[str, Any] | None = None, parent_id: str | None = None, runnable: bool = True) -> str:
     """Insert a job in INIT inside the caller's transaction (the caller then calls Engine.notify())."""
     now = clock.now()
-    conn.execute(jobs.insert().values(
-        job_id=job_id, project_id=project_id, parent_id=parent_id, job_type=job_type, runnable=runnable,
-        server_id=server_id, status=st.JOB_INIT, params=orjson.dumps(params or {}).decode(), step=0,
-        attempts=0, created_at=now, begin_time=now))
+    conn.execute(_INSERT_JOB, {
+        "job_id": job_id, "project_id": project_id, "parent_id": parent_id, "job_type": job_type,
+        "runnable": runnable, "server_id": server_id, "status": st.JOB_INIT,
+        "params": orjson.dumps(params or {}).decode(), "step": 0, "attempts": 0, "created_at": now,
+        "begin_time": now})
     return job_id

@@ -25,7 +25,7 @@ async def readyz(request: Request) -> Response:
     ok = True
     started = time.perf_counter()
     try:
-        await services.store.run(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
+        await services.store.ping()
         checks["database"] = {"status": "ok", "ms": round((time.perf_counter() - started) * 1000, 2)}
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with the reason
         ok = False
