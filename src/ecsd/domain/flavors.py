@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, and_, or_, select, true
+from sqlalchemy import and_, bindparam, or_, select, true
 from sqlalchemy.engine import Connection
 
 from ecsd.domain.errors import invalid
