@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_
+from sqlalchemy import and_, bindparam
 from sqlalchemy.engine import Connection
 
 from ecsd.domain import clock
@@ -195,11 +195,21 @@ async def create_disk_act(ctx: JobContext) -> None:
     await driver_call(ctx.driver.create_disk(ctx.params["new_volume"], _source(ctx), ctx.params["size"]), "Ecs.0202")
 
 
+# The records' statements are built once (they run for every job; building them costs more than the query).
+_INSERT_VOLUME = volumes.insert()
+_DETACH_OLD = volumes.update().where(volumes.c.id == bindparam("vid")).values(
+    server_id=None, boot_index=None, device=None, status="deleting")
+_ATTACH_NEW = volumes.update().where(volumes.c.id == bindparam("vid")).values(
+    server_id=bindparam("sid"), boot_index=0, device=bindparam("dev"), status="in-use")
+_DELETE_UNATTACHED = volumes.delete().where(and_(volumes.c.id == bindparam("vid"), volumes.c.server_id.is_(None)))
+
+
 def create_disk_record(conn: Connection, ctx: JobContext) -> None:
     p = ctx.params
-    conn.execute(volumes.insert().values(id=p["new_volume"], project_id=ctx.project_id, server_id=None,
-                                         image_id=p["image"]["id"], size=p["size"], volume_type=p["volume_type"],
-                                         boot_index=None, device=None, status="available", created_at=clock.now()))
+    conn.execute(_INSERT_VOLUME, {"id": p["new_volume"], "project_id": ctx.project_id, "server_id": None,
+                                  "image_id": p["image"]["id"], "size": p["size"], "volume_type": p["volume_type"],
+                                  "boot_index": None, "device": None, "status": "available",
+                                  "created_at": clock.now()})
     srv.update_owned(conn, ctx.server_id, ctx.job_id, task_state=st.REBUILD_BDM)
 
 
@@ -218,10 +228,8 @@ async def swap_act(ctx: JobContext) -> None:
 
 def swap_record(conn: Connection, ctx: JobContext) -> None:
     p = ctx.params
-    conn.execute(volumes.update().where(volumes.c.id == p["old_volume"])
-                 .values(server_id=None, boot_index=None, device=None, status="deleting"))
-    conn.execute(volumes.update().where(volumes.c.id == p["new_volume"])
-                 .values(server_id=ctx.server_id, boot_index=0, device=p["device"], status="in-use"))
+    conn.execute(_DETACH_OLD, {"vid": p["old_volume"]})
+    conn.execute(_ATTACH_NEW, {"vid": p["new_volume"], "sid": ctx.server_id, "dev": p["device"]})
     metadata = srv.metadata_from_image(srv.load_by_id(conn, ctx.server_id)["metadata"], p["image"])
     if p["byol"]:
         metadata["BYOL"] = "true"
@@ -239,8 +247,7 @@ async def delete_old_act(ctx: JobContext) -> None:
 
 
 def delete_old_record(conn: Connection, ctx: JobContext) -> None:
-    conn.execute(volumes.delete().where(and_(volumes.c.id == ctx.params["old_volume"],
-                                             volumes.c.server_id.is_(None))))
+    conn.execute(_DELETE_UNATTACHED, {"vid": ctx.params["old_volume"]})
 
 
 async def start_act(ctx: JobContext) -> None:
@@ -274,7 +281,7 @@ async def cleanup(ctx: JobContext) -> None:
 
 
 def on_fail(conn: Connection, ctx: JobContext, code: str, reason: str) -> None:
-    conn.execute(volumes.delete().where(and_(volumes.c.id == _orphan_volume(ctx), volumes.c.server_id.is_(None))))
+    conn.execute(_DELETE_UNATTACHED, {"vid": _orphan_volume(ctx)})
     srv.fail_owned(conn, ctx.server_id, ctx.job_id, ctx.job_type, code, reason)
     scrub_secrets(conn, ctx.job_id, ctx.params)
 

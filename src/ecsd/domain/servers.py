@@ -8,6 +8,7 @@ in the same transaction that inserts the job.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
@@ -52,9 +53,12 @@ def load(conn: Connection, project_id: str, server_id: str) -> dict[str, Any]:
     return decode(row)
 
 
+_LOAD_BY_ID = select(servers).where(servers.c.id == bindparam("server_id"))
+
+
 def load_by_id(conn: Connection, server_id: str) -> dict[str, Any]:
     """A server by id alone, for job steps that already own it."""
-    return decode(conn.execute(select(servers).where(servers.c.id == server_id)).one())
+    return decode(conn.execute(_LOAD_BY_ID, {"server_id": server_id}).one())
 
 
 def load_many(conn: Connection, project_id: str, server_ids: list[str]) -> list[dict[str, Any]]:
@@ -107,14 +111,22 @@ def claim(conn: Connection, server: dict[str, Any], task_state: str, job_id: str
         raise EcsError("Ecs.0100", f"server {server['id']} has another operation in progress")
 
 
+@functools.lru_cache(maxsize=64)
+def _owned_statement(columns: tuple[str, ...]):
+    """UPDATE servers SET <columns> WHERE id = ? AND job_id = ?, built once per set of columns."""
+    return servers.update().where(and_(servers.c.id == bindparam("w_id"), servers.c.job_id == bindparam("w_job"))
+                                  ).values({name: bindparam(f"v_{name}") for name in columns})
+
+
 def update_owned(conn: Connection, server_id: str, owner_job: str, **values: Any) -> None:
     """A job step's update of the server it owns (fenced on servers.job_id)."""
     values.setdefault("updated_at", clock.now())
     for key in _JSON_COLUMNS:
         if key in values and values[key] is not None and not isinstance(values[key], str):
             values[key] = orjson.dumps(values[key]).decode()
-    conn.execute(servers.update().where(and_(servers.c.id == server_id, servers.c.job_id == owner_job))
-                 .values(**values))
+    params = {f"v_{k}": v for k, v in values.items()}
+    params.update(w_id=server_id, w_job=owner_job)
+    conn.execute(_owned_statement(tuple(sorted(values))), params)
 
 
 def finish_owned(conn: Connection, server_id: str, job_id: str, **values: Any) -> None:

@@ -10,6 +10,9 @@ declares an ordered list of steps; each step has an idempotent *act* (driver wor
 * Fence: every checkpoint and the final status update are ``WHERE job_id = ? AND owner = ?``; a
   worker that lost its lease finds no row and stops before doing more.
 * Heartbeat: one statement per worker extends the leases of all of its jobs.
+* Group commit: checkpoints of all running jobs are queued and committed together, each inside
+  its own savepoint (one failing record rolls back only itself), so that thousands of short steps
+  cost a few transactions instead of one each.
 * No thread per job: thousands of jobs are coroutines on one event loop.
 
 The engine knows nothing of servers: job types are handed in by the domain (``domain/jobtypes.py``).
@@ -18,13 +21,14 @@ The engine knows nothing of servers: job types are handed in by the domain (``do
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.engine import Connection
 
 from ecsd.domain import clock
@@ -122,10 +126,19 @@ def _claim(conn: Connection, owner: str, lease: float, limit: int, is_sqlite: bo
     return [_Claimed(*r) for r in rows]
 
 
+@functools.lru_cache(maxsize=32)
+def _fence_statement(columns: tuple[str, ...]):
+    """UPDATE jobs SET <columns> WHERE job_id = ? AND owner = ? AND status = 'RUNNING', built once per
+    set of columns (statement construction costs more than the query on this hot path)."""
+    return jobs.update().where(and_(jobs.c.job_id == bindparam("f_job"), jobs.c.owner == bindparam("f_owner"),
+                                    jobs.c.status == st.JOB_RUNNING)).values(
+        {name: bindparam(f"v_{name}") for name in columns})
+
+
 def _fence(conn: Connection, job_id: str, holder: str, **values: Any) -> bool:
-    res = conn.execute(jobs.update().where(and_(jobs.c.job_id == job_id, jobs.c.owner == holder,
-                                                jobs.c.status == st.JOB_RUNNING)).values(**values))
-    return res.rowcount == 1
+    params = {f"v_{k}": v for k, v in values.items()}
+    params.update(f_job=job_id, f_owner=holder)
+    return conn.execute(_fence_statement(tuple(sorted(values))), params).rowcount == 1
 
 
 def settle_parent(conn: Connection, parent_id: str | None) -> None:
@@ -176,6 +189,24 @@ def _fail(conn: Connection, ctx: JobContext, owner: str, jt: JobType, code: str,
     return True
 
 
+def _apply(conn: Connection, calls: list[tuple[Callable[..., Any], tuple]]) -> list[Any]:
+    """Run queued writes in one transaction. If any raises, the whole transaction rolls back
+    (``_BatchFailed``) and the engine applies them one transaction each, so that the failure stays
+    with the job that queued it."""
+    try:
+        return [fn(conn, *args) for fn, args in calls]
+    except Exception as exc:
+        raise _BatchFailed() from exc
+
+
+def _apply_one(conn: Connection, fn: Callable[..., Any], args: tuple) -> Any:
+    return fn(conn, *args)
+
+
+class _BatchFailed(Exception):
+    pass
+
+
 def _heartbeat(conn: Connection, owner: str, lease: float, is_sqlite: bool) -> int:
     return conn.execute(jobs.update().where(and_(jobs.c.owner == owner, jobs.c.status == st.JOB_RUNNING))
                         .values(lease_until=_db_now(conn, is_sqlite) + lease)).rowcount
@@ -214,12 +245,16 @@ class Engine:
         self._accepting = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._pending: list[tuple[Callable[..., Any], tuple, asyncio.Future]] = []
+        self._flush_wake = asyncio.Event()
+        self._flusher: asyncio.Task | None = None
 
     # lifecycle
     async def start(self) -> None:
         # A worker restarting under its old name takes its own jobs back at once.
         await self.store.run(_release, self.owner)
         self._accepting = True
+        self._flusher = asyncio.create_task(self._flush(), name="ecsd-group-commit")
         self._loops = [asyncio.create_task(self._dispatch(), name="ecsd-dispatch"),
                        asyncio.create_task(self._beat(), name="ecsd-heartbeat")]
 
@@ -236,6 +271,9 @@ class Engine:
             t.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
         await self.store.run(_release, self.owner)
 
     def notify(self) -> None:
@@ -283,6 +321,39 @@ class Engine:
             self._idle.set()
         self._wake.set()  # a slot is free
 
+    async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Queue a write for the next group commit and wait for its own result."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((fn, args, future))
+        self._flush_wake.set()
+        return await future
+
+    async def _flush(self) -> None:
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    results = await self.store.run(_apply, [(fn, args) for fn, args, _ in batch])
+                except _BatchFailed:
+                    results = [await self._apply_alone(fn, args) for fn, args, _ in batch]
+                except Exception as exc:  # noqa: BLE001 - the transaction itself failed (database away)
+                    results = [exc] * len(batch)
+                for (_fn, _args, future), result in zip(batch, results, strict=True):
+                    if future.done():        # its job was cancelled meanwhile
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+
+    async def _apply_alone(self, fn: Callable[..., Any], args: tuple) -> Any:
+        try:
+            return await self.store.run(_apply_one, fn, args)
+        except Exception as exc:  # noqa: BLE001 - handed to the job that queued it
+            return exc
+
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.lease / 3)
@@ -328,7 +399,7 @@ class Engine:
                     log.exception("job %s step %s failed", ctx.job_id, step.name)
                     await self._finish_failed(ctx, jt, step.error_code, f"{step.name}: {exc}")
                     return
-            if not await self.store.run(_checkpoint, ctx, self.owner, index, step, index == last):
+            if not await self._write(_checkpoint, ctx, self.owner, index, step, index == last):
                 self.stats.lost_leases += 1
                 log.warning("job %s: lease lost before step %s was recorded; stopping", ctx.job_id, step.name)
                 return
@@ -341,7 +412,7 @@ class Engine:
                 await jt.cleanup(ctx)
             except Exception:
                 log.exception("cleanup of job %s failed", ctx.job_id)
-        ok = await self.store.run(_fail, ctx, self.owner, jt or JobType("unknown", ()), code, reason)
+        ok = await self._write(_fail, ctx, self.owner, jt or JobType("unknown", ()), code, reason)
         if ok:
             self.stats.failed += 1
         else:
