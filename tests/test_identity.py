@@ -64,3 +64,12 @@ def test_unknown_route_and_method_have_ecs_bodies(api):
     assert r.headers["X-Request-Id"]
     r = api.call("PATCH", "/v3/projects")
     assert r.status_code == 405 and "error" in r.json()
+
+
+def test_expired_token_is_401(api, client):
+    from tests.support import sql
+
+    sql(client, "UPDATE tokens SET expires_at = 0")
+    client.app.state.services.auth.cache._entries.clear()  # what the 5 s cache does on its own
+    r = api.get("/v3/projects")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "Common.0013"

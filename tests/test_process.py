@@ -96,3 +96,34 @@ def test_bad_sim_delay_is_refused(tmp_path):
                        check=False)
     assert r.returncode != 0
     assert "ECSD_SIM_DELAY" in r.stderr + r.stdout
+
+
+def test_worker_stops_gracefully_and_hands_jobs_back(tmp_path):
+    """SIGTERM on a worker: it exits within its grace period; its unfinished jobs are finished by another."""
+    data = str(tmp_path / "data")
+    api = Server(data, {"ECSD_SIM_DELAY": "0"})
+    env = {"ECSD_SIM_DELAY": "1.0", "ECSD_LEASE_SECONDS": "30"}
+    try:
+        creds = read_json(os.path.join(data, "credentials.json"))
+        client = Client(api.base, creds)
+        sids = client.create(3)
+        api.stop()
+        api = Proc.serve(data, env, extra=["--no-worker"])
+        client = Client(api.base, creds)
+        first = Proc.worker(data, env, ["--name", "first", "--grace", "0.2"])
+        jobs = [client.post(f"/v1/{{pid}}/cloudservers/{sid}/changeos",
+                            {"os-change": {"imageid": s.DEBIAN, "mode": "withStopServer"}}).json()["job_id"]
+                for sid in sids]
+        time.sleep(2.5)   # the worker is inside the jobs' one-second steps
+        started = time.monotonic()
+        first.stop(timeout=20)
+        assert time.monotonic() - started < 10          # bounded: grace plus a moment
+        assert {client.get(f"/v1/{{pid}}/jobs/{j}").json()["status"] for j in jobs} == {"RUNNING"}
+        # Handed back: another worker resumes them at once, without waiting out the 30 s lease.
+        second = Proc.worker(data, {**env, "ECSD_SIM_DELAY": "0"}, ["--name", "second"])
+        try:
+            assert {client.wait(j, timeout=15)["status"] for j in jobs} == {"SUCCESS"}
+        finally:
+            second.stop()
+    finally:
+        api.stop()
