@@ -17,7 +17,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
 from ecsd.domain import states as st
-from ecsd.store.schema import jobs, servers, volumes
+from ecsd.store.schema import jobs, projects, servers, volumes
 
 
 def jobs_finished(conn: Connection) -> list[str]:
@@ -80,6 +80,16 @@ def servers_released(conn: Connection) -> list[str]:
     return [f"server {r.id} still has task {r.task_state} for job {r.job_id}" for r in rows]
 
 
+def server_counts_match(conn: Connection) -> list[str]:
+    """Each project's kept count of live servers equals the servers it has."""
+    actual = (select(servers.c.project_id, func.count().label("n")).where(servers.c.deleted.is_(False))
+              .group_by(servers.c.project_id).subquery())
+    rows = conn.execute(select(projects.c.id, projects.c.server_count, actual.c.n)
+                        .select_from(projects.outerjoin(actual, actual.c.project_id == projects.c.id))).all()
+    return [f"project {r.id} counts {r.server_count} servers but has {r.n or 0}" for r in rows
+            if r.server_count != (r.n or 0)]
+
+
 def no_orphan_volumes(conn: Connection) -> list[str]:
     """No system disk is left unattached, and no disk is stuck half created or half deleted."""
     rows = conn.execute(select(volumes.c.id, volumes.c.status, volumes.c.image_id, volumes.c.server_id).where(
@@ -128,7 +138,8 @@ def overlapping_operations(oplog_lines: Iterable[str]) -> list[str]:
 def check_all(conn: Connection, accepted: Iterable[str] = (), disk_dir: str | None = None,
               oplog: str | None = None) -> list[str]:
     found = (jobs_finished(conn) + accepted_jobs_recorded(conn, accepted) + one_system_disk(conn)
-             + image_of_last_successful_change(conn) + servers_released(conn) + no_orphan_volumes(conn))
+             + image_of_last_successful_change(conn) + servers_released(conn) + no_orphan_volumes(conn)
+             + server_counts_match(conn))
     if disk_dir is not None:
         found += backend_disks_match(conn, os.listdir(disk_dir) if os.path.isdir(disk_dir) else [])
     if oplog is not None and os.path.exists(oplog):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.engine import Connection
 
 from ecsd.domain import clock
@@ -29,16 +29,19 @@ def _view(row, sub_jobs: list | None) -> dict[str, Any]:
             "error_code": row.error_code, "fail_reason": row.fail_reason}
 
 
+_GET = select(*_COLUMNS).where(and_(jobs.c.job_id == bindparam("job_id"),
+                                   jobs.c.project_id == bindparam("project_id")))   # built once: polled a lot
+_SUBS = select(*_COLUMNS).where(jobs.c.parent_id == bindparam("job_id")).order_by(jobs.c.created_at, jobs.c.job_id)
+
+
 def get_job(conn: Connection, project_id: str, job_id: str) -> dict[str, Any]:
     """The job and, for a batch job, its sub-jobs; unknown or foreign ids are 400 Common.0011."""
     if not clock.is_hex32(job_id):
         raise EcsError("Common.0011", "Invalid job ID.")
-    row = conn.execute(select(*_COLUMNS).where(and_(jobs.c.job_id == job_id, jobs.c.project_id == project_id))
-                       ).first()
+    row = conn.execute(_GET, {"job_id": job_id, "project_id": project_id}).first()
     if row is None:
         raise EcsError("Common.0011", "Invalid job ID.")
     subs = None
     if not row.runnable and row.parent_id is None:
-        subs = conn.execute(select(*_COLUMNS).where(jobs.c.parent_id == job_id)
-                            .order_by(jobs.c.created_at, jobs.c.job_id)).all()
+        subs = conn.execute(_SUBS, {"job_id": job_id}).all()
     return _view(row, subs)

@@ -218,6 +218,7 @@ def accept_create(conn: Connection, ident: Identity, spec: ServerSpec) -> tuple[
                    "disks": disks, "image": {k: image[k] for k in ("id", "disk_format", "min_disk", "properties")},
                    "public_key": public_key, "admin_pass": admin_pass, "user_data": spec.user_data})
         server_ids.append(server_id)
+    srv.adjust_count(conn, ident.project_id, spec.count)
     return parent_id, server_ids
 
 
@@ -420,6 +421,7 @@ def purge_record(conn: Connection, ctx: JobContext) -> None:
     conn.execute(volumes.delete().where(volumes.c.id.in_(ctx.params.get("delete_ids", []))))
     srv.finish_owned(conn, ctx.server_id, ctx.job_id, vm_state=st.DELETED, power_state=st.POWER_NOSTATE,
                      deleted=True)
+    srv.adjust_count(conn, ctx.project_id, -1)
 
 
 def delete_failed(conn: Connection, ctx: JobContext, code: str, reason: str) -> None:

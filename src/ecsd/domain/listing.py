@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from ecsd.domain import states as st
 from ecsd.domain.errors import invalid
-from ecsd.domain.servers import decode
+from ecsd.domain.servers import decode, live_count
 from ecsd.store.schema import servers
 
 # Every status the list APIs accept as a filter (querying_details_about_ecss.rst, v1 and Nova).
@@ -127,7 +127,10 @@ def list_servers(conn: Connection, project_id: str, limit: int, page: int,
                  filters: Filters) -> tuple[int, list[dict[str, Any]]]:
     """(total matching, one page of server rows), newest first; ``page`` counts from 1."""
     where = and_(*filters.conditions(project_id))
-    count = conn.execute(select(func.count()).select_from(servers).where(where)).scalar_one()
+    if filters == Filters():
+        count = live_count(conn, project_id)   # kept by create/delete: no scan of every server
+    else:
+        count = conn.execute(select(func.count()).select_from(servers).where(where)).scalar_one()
     sid = _id_column(conn)
     rows = conn.execute(select(servers).where(where)
                         .order_by(servers.c.created_at.desc(), sid.desc())

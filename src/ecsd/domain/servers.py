@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from ecsd.domain import clock
 from ecsd.domain import states as st
 from ecsd.domain.errors import EcsError
-from ecsd.store.schema import servers, volumes
+from ecsd.store.schema import projects, servers, volumes
 
 _JSON_COLUMNS = ("metadata", "addresses", "fault")
 
@@ -138,6 +138,20 @@ def fail_owned(conn: Connection, server_id: str, job_id: str, op: str, code: str
     """Failure: the server goes to ERROR with a fault; a retry of ``op``-like operations is allowed."""
     finish_owned(conn, server_id, job_id, vm_state=st.ERROR, power_state=st.POWER_NOSTATE, failed_op=op,
                  fault={"code": code, "message": reason, "details": reason, "created": clock.iso_s(clock.now())})
+
+
+_ADJUST_COUNT = projects.update().where(projects.c.id == bindparam("p_id")).values(
+    server_count=projects.c.server_count + bindparam("p_delta"))
+_COUNT = select(projects.c.server_count).where(projects.c.id == bindparam("p_id"))
+
+
+def adjust_count(conn: Connection, project_id: str, delta: int) -> None:
+    """Keep projects.server_count in step, in the transaction that creates or deletes servers."""
+    conn.execute(_ADJUST_COUNT, {"p_id": project_id, "p_delta": delta})
+
+
+def live_count(conn: Connection, project_id: str) -> int:
+    return conn.execute(_COUNT, {"p_id": project_id}).scalar() or 0
 
 
 def update_details(conn: Connection, project_id: str, server_id: str, name: str | None,

@@ -54,6 +54,9 @@ projects = Table(
     Column("description", Text, nullable=False, server_default=""),
     Column("enabled", Boolean, nullable=False, server_default=true()),
     Column("created_at", Float, nullable=False),
+    # Live servers of the project, kept in the transactions that create and delete them, so that an
+    # unfiltered listing's `count` does not scan every server.
+    Column("server_count", Integer, nullable=False, server_default=text("0")),
     UniqueConstraint("domain_id", "name", name="uq_projects_domain_name"),
 )
 
