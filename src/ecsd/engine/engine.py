@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy import and_, bindparam, func, select, true
 from sqlalchemy.engine import Connection
 
 from ecsd.domain import clock
@@ -103,14 +103,20 @@ def _db_now(conn: Connection, is_sqlite: bool) -> float:
 
 def _claim(conn: Connection, owner: str, lease: float, limit: int, is_sqlite: bool) -> list[_Claimed]:
     now = _db_now(conn, is_sqlite)
-    pick = (select(jobs.c.job_id)
-            .where(and_(jobs.c.runnable.is_(True),
-                        or_(jobs.c.status == st.JOB_INIT,
-                            and_(jobs.c.status == st.JOB_RUNNING, jobs.c.lease_until < now))))
-            .order_by(jobs.c.created_at).limit(limit))
-    if not is_sqlite:
-        pick = pick.with_for_update(skip_locked=True)
-    ids = [r[0] for r in conn.execute(pick)]
+    # Two index ranges of ix_jobs_claim (runnable, status, created_at), never a scan of finished jobs:
+    # the oldest new jobs, then running jobs whose worker's lease has expired.
+    fresh = (select(jobs.c.job_id).where(and_(jobs.c.runnable == true(), jobs.c.status == st.JOB_INIT))
+             .order_by(jobs.c.created_at).limit(limit))
+    stale = (select(jobs.c.job_id).where(and_(jobs.c.runnable == true(), jobs.c.status == st.JOB_RUNNING,
+                                              jobs.c.lease_until < now))
+             .order_by(jobs.c.created_at).limit(limit))
+    ids: list[str] = []
+    for pick in (stale, fresh):
+        if len(ids) >= limit:
+            break
+        if not is_sqlite:
+            pick = pick.with_for_update(skip_locked=True)
+        ids.extend(r[0] for r in conn.execute(pick.limit(limit - len(ids))))
     if not ids:
         return []
     conn.execute(jobs.update().where(jobs.c.job_id.in_(ids)).values(
@@ -207,15 +213,19 @@ class _BatchFailed(Exception):
     pass
 
 
+def _owned_running(owner: str):
+    # runnable = true and status = 'RUNNING' keep this inside the in-flight range of ix_jobs_claim.
+    return and_(jobs.c.runnable == true(), jobs.c.status == st.JOB_RUNNING, jobs.c.owner == owner)
+
+
 def _heartbeat(conn: Connection, owner: str, lease: float, is_sqlite: bool) -> int:
-    return conn.execute(jobs.update().where(and_(jobs.c.owner == owner, jobs.c.status == st.JOB_RUNNING))
+    return conn.execute(jobs.update().where(_owned_running(owner))
                         .values(lease_until=_db_now(conn, is_sqlite) + lease)).rowcount
 
 
 def _release(conn: Connection, owner: str) -> int:
     """On graceful shutdown: hand our unfinished jobs back at once instead of waiting for the lease."""
-    return conn.execute(jobs.update().where(and_(jobs.c.owner == owner, jobs.c.status == st.JOB_RUNNING))
-                        .values(owner=None, lease_until=0.0)).rowcount
+    return conn.execute(jobs.update().where(_owned_running(owner)).values(owner=None, lease_until=0.0)).rowcount
 
 
 # --- the engine ------------------------------------------------------------------------------------
