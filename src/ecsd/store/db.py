@@ -52,7 +52,7 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA cache_size=-65536")       # 64 MiB of page cache (default: 2 MiB)
-            cur.execute("PRAGMA mmap_size=268435456")     # read through a 256 MiB memory map
+            cur.execute("PRAGMA mmap_size=67108864")      # read through a 64 MiB memory map
             cur.close()
 
         @event.listens_for(engine, "begin")
