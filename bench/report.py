@@ -377,6 +377,10 @@ def markdown(run: Run) -> str:
         lines.append("")
     if run.notes:
         lines += ["**Seeding**", ""] + [f"- {n}" for n in run.notes] + [""]
+    analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
+    if os.path.exists(analysis):   # hand-written: why the misses are misses, what was done, what is next
+        with open(analysis, encoding="utf-8") as fh:
+            lines += [fh.read().rstrip(), ""]
     if run.profile:
         lines += ["## Profiles", "",
                   "Recorded with `--profile`: py-spy (200 Hz, on wrk's core) on the server during an",
