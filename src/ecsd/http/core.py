@@ -138,6 +138,20 @@ def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> in
     return value
 
 
+def capped_limit(request: Request, default: int, maximum: int = 1000) -> int:
+    """Nova / Glance paging: a ``limit`` above the maximum is lowered to it; a negative one is Ecs.0005."""
+    raw = request.query_params.get("limit")
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid("limit must be an integer") from None
+    if value < 0:
+        raise invalid("limit must not be negative")
+    return min(value, maximum)
+
+
 # --- the endpoint wrapper -----------------------------------------------------------------------------
 
 @dataclass

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from ecsd.domain import flavors as domain
 from ecsd.domain.errors import EcsError, invalid
-from ecsd.http.core import Ctx, endpoint, json, query_int
+from ecsd.http.core import Ctx, capped_limit, endpoint, json, query_int
 
 MAX_LIMIT = 1000
 DESCRIPTION_MICROVERSION = (2, 55)
@@ -127,16 +127,7 @@ async def list_flavors_v1(request: Request, ctx: Ctx):
 
 
 def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit")
-    if raw is None or raw == "":
-        return MAX_LIMIT
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid("limit must be an integer") from None
-    if value < 0:
-        raise invalid("limit must not be negative")
-    return min(value, MAX_LIMIT)
+    return capped_limit(request, MAX_LIMIT, MAX_LIMIT)
 
 
 async def _nova_list(request: Request, ctx: Ctx, detail: bool):

@@ -47,7 +47,7 @@ from starlette.routing import Route
 from ecsd.domain import clock
 from ecsd.domain import images as domain
 from ecsd.domain.errors import EcsError, invalid
-from ecsd.http.core import Ctx, endpoint, json, query_int
+from ecsd.http.core import Ctx, capped_limit, endpoint, json, query_int
 
 MAX_LIMIT = 1000
 IMS_DEFAULT_LIMIT = 500
@@ -156,16 +156,7 @@ def _project(request: Request, ctx: Ctx) -> str:
 
 def _capped_limit(request: Request, default: int) -> int:
     """Glance and Nova: a limit above the maximum is lowered to it; a negative one is an error."""
-    raw = request.query_params.get("limit")
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid("limit must be an integer") from None
-    if value < 0:
-        raise invalid("limit must not be negative")
-    return min(value, MAX_LIMIT)
+    return capped_limit(request, default, MAX_LIMIT)
 
 
 def _base_query(request: Request, *, default_limit: int, strict_limit: bool) -> domain.ImageQuery:

@@ -28,7 +28,7 @@ from ecsd.domain import servers as srv
 from ecsd.domain.clock import is_uuid
 from ecsd.domain.errors import invalid
 from ecsd.domain.listing import Filters, list_servers_after, parse_changes_since
-from ecsd.http.core import Ctx, endpoint, json, parse, read_json
+from ecsd.http.core import Ctx, capped_limit, endpoint, json, parse, read_json
 from ecsd.http.servers import list_filters, nova_server_view, server_links, server_views
 
 DEFAULT_LIMIT = 25
@@ -38,16 +38,7 @@ MAX_LIMIT = 1000
 # --- lists and details --------------------------------------------------------------------------------
 
 def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit")
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid("limit must be an integer") from None
-    if value < 0:
-        raise invalid("limit must not be negative")
-    return min(value, MAX_LIMIT) or DEFAULT_LIMIT
+    return capped_limit(request, DEFAULT_LIMIT, MAX_LIMIT) or DEFAULT_LIMIT
 
 
 def _filters(request: Request) -> Filters:
