@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from ecsd.domain import clock
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
-from ecsd.domain.changeos import check_password, decode_user_data, driver_call
+from ecsd.domain.changeos import check_password, decode_user_data, driver_call, scrub_secrets
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.flavors import SELLING, get_flavor, status_in_az
 from ecsd.domain.identity import Identity
@@ -353,9 +353,7 @@ def boot_record(conn: Connection, ctx: JobContext) -> None:
 
 
 def _scrub(conn: Connection, ctx: JobContext) -> None:
-    if ctx.params.get("admin_pass") is not None:
-        conn.execute(jobs.update().where(jobs.c.job_id == ctx.job_id)
-                     .values(params=_json({**ctx.params, "admin_pass": None})))
+    scrub_secrets(conn, ctx.job_id, ctx.params)   # no password or user data kept once the job ends
 
 
 def create_failed(conn: Connection, ctx: JobContext, code: str, reason: str) -> None:
