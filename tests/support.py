@@ -120,3 +120,13 @@ class held:
 
     def __exit__(self, *exc) -> None:
         self.driver.release()
+
+
+def assert_error(resp, status: int, code: str) -> dict:
+    """The documented status and ECS error body (code, a message) and a request id; returns the error."""
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert err["code"] == code, err
+    assert err["message"]
+    assert resp.headers["X-Request-Id"]
+    return err

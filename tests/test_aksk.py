@@ -25,6 +25,7 @@ from ecsd.config import Settings
 from ecsd.domain import access_keys, identity
 from tests import support as s
 from tests.conftest import add_tenant
+from tests.support import assert_error
 
 BOTH_DATABASES = True  # every test that uses the `settings` fixture runs on SQLite and on PostgreSQL
 
@@ -130,13 +131,6 @@ def signer(client, creds) -> Signer:
     return Signer(client, ak, sk, creds["project_id"])
 
 
-def assert_error(resp, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
-    assert err["code"] == code, err
-    assert err["message"]
-    assert resp.headers["X-Request-Id"]
-    return err
 
 
 def assert_denied(resp) -> dict:

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from ecsd.domain.states import status_of
 from tests import support as s
 from tests.conftest import add_tenant
-from tests.support import Api
+from tests.support import Api, assert_error
 
 BOTH_DATABASES = True  # every test here runs on SQLite and on PostgreSQL (skipped where it is absent)
 
@@ -36,13 +36,6 @@ def change(api: Api, sid: str, body: dict, path: str = V1):
     return api.post(path % sid, {"os-change": body})
 
 
-def assert_error(resp, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
-    assert err["code"] == code, err
-    assert err["message"]
-    assert resp.headers["X-Request-Id"]
-    return err
 
 
 # --- success ------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from ecsd.store.schema import flavors
+from tests.support import assert_error
 
 SEEDED = ["c6.large.2", "c6.xlarge.4", "m6.large.8", "s3.large.2", "s3.medium.2", "s3.small.1", "s3.xlarge.2"]
 OTHER_PROJECT = "e" * 32
@@ -29,9 +30,6 @@ def v1(api, query: str = "") -> list[dict]:
     return r.json()["flavors"]
 
 
-def assert_error(r, status: int, code: str) -> None:
-    assert r.status_code == status, r.text
-    assert r.json()["error"]["code"] == code
 
 
 # --- ECS v1 ------------------------------------------------------------------------------------------

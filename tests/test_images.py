@@ -25,6 +25,7 @@ from tests.support import (
     UBUNTU,
     UBUNTU_UEFI,
     WINDOWS,
+    assert_error,
     token_request,
 )
 
@@ -57,11 +58,6 @@ def ids(body: dict) -> list[str]:
     return [i["id"] for i in body["images"]]
 
 
-def assert_error(r, status: int, code: str) -> None:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
 
 
 # --- IMS list ----------------------------------------------------------------------------------------

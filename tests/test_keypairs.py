@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from ecsd.domain import identity
 from ecsd.store.schema import users
-from tests.support import Api
+from tests.support import Api, assert_error
 
 BASE = "/v2.1/{pid}/os-keypairs"
 
@@ -59,12 +59,6 @@ def path(name: str) -> str:
     return f"{BASE}/{quote(name, safe='')}"
 
 
-def assert_error(r, status: int, code: str) -> dict:
-    assert r.status_code == status, r.text
-    err = r.json()["error"]
-    assert err["code"] == code, r.text
-    assert err["message"]
-    return err
 
 
 def imported(api: Api, name: str, key: str = ED25519, **extra) -> dict:

@@ -8,18 +8,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests import support as s
-from tests.support import Api
+from tests.support import Api, assert_error
 
 ACTION = "/v2.1/{pid}/servers/%s/action"
 UNKNOWN = "0b4e9c1a-7d2f-4e8b-9a6c-3f5d2e1b0c9a"
 BOTH_DATABASES = True
 
 
-def assert_error(resp, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
-    assert err["code"] == code, err
-    return err
 
 
 def act(api: Api, sid: str, body: dict):

@@ -14,7 +14,7 @@ from ecsd.app import create_app
 from ecsd.domain.states import status_of
 from ecsd.store.schema import volumes
 from tests import support as s
-from tests.support import Api
+from tests.support import Api, assert_error
 
 CREATE = "/v1/{pid}/cloudservers"
 ACTION = "/v1/{pid}/cloudservers/action"
@@ -42,12 +42,6 @@ def sub_server_ids(job: dict) -> list[str]:
     return [sj["entities"]["server_id"] for sj in job["entities"]["sub_jobs"]]
 
 
-def assert_error(resp, status: int, code: str) -> dict:
-    assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
-    assert err["code"] == code, err
-    assert err["message"]
-    return err
 
 
 def action(api: Api, name: str, ids: list[str], **args: Any):
