@@ -70,6 +70,6 @@ def test_expired_token_is_401(api, client):
     from tests.support import sql
 
     sql(client, "UPDATE tokens SET expires_at = 0")
-    client.app.state.services.auth.cache._entries.clear()  # what the 5 s cache does on its own
+    client.app.state.services.auth.cache.clear()  # what the 5 s cache does on its own
     r = api.get("/v3/projects")
     assert r.status_code == 401 and r.json()["error"]["code"] == "Common.0013"

@@ -8,7 +8,7 @@
   ``DATA_DIR/secret.key`` (mode 0600, created on first need). Several processes sharing one
   PostgreSQL database must all be given the same ``ECSD_SECRET_KEY``.
 * A key is ``active`` or ``inactive`` (revoked). Keys are kept after revocation for the record.
-* Verification looks a key up once and then keeps it, SK decrypted, in :class:`KeyCache` for a
+* Verification looks a key up once and then keeps it, SK decrypted, in :class:`ecsd.domain.cache.TtlCache` for a
   few seconds: the hot path touches neither the database nor Fernet. A revocation made by another
   process (``ecsd keys revoke``) therefore takes effect within the cache's ``ttl``.
 """
@@ -185,32 +185,6 @@ def lookup(conn: Connection, box: Fernet, ak: str) -> AccessKey | None:
     return AccessKey(row.ak, sk, row.status, row.user_id, row.uname, row.did, row.dname,
                      bool(row.uenabled and row.denabled))
 
-
-class KeyCache:
-    """ak -> (AccessKey, cached_until). Bounded; entries live ``ttl`` seconds at most."""
-
-    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[AccessKey, float]] = {}
-
-    def get(self, ak: str) -> AccessKey | None:
-        hit = self._entries.get(ak)
-        if hit is None:
-            return None
-        key, until = hit
-        if until <= clock.now():
-            self._entries.pop(ak, None)
-            return None
-        return key
-
-    def put(self, key: AccessKey) -> None:
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()
-        self._entries[key.ak] = (key, clock.now() + self.ttl)
-
-    def drop(self, ak: str) -> None:
-        self._entries.pop(ak, None)
 
 
 def box_opens_stored_keys(conn: Connection, box: Fernet) -> bool:

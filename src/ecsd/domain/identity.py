@@ -2,7 +2,7 @@
 
 Passwords are stored as scrypt hashes; tokens as the SHA-256 of their value. A validated token is
 cached in memory for a few seconds so that the hot path does not hit the database per request;
-revocation in another process therefore takes effect within ``IdentityCache.ttl`` seconds.
+revocation in another process therefore takes effect within the cache's ttl (``domain/cache.py``) seconds.
 """
 
 from __future__ import annotations
@@ -159,32 +159,6 @@ def revoke_token(conn: Connection, value: str) -> bool:
     res = conn.execute(tokens.update().where(tokens.c.token_hash == token_hash(value)).values(revoked=True))
     return res.rowcount > 0
 
-
-class IdentityCache:
-    """token value -> (Identity, cached_until). Bounded; entries live ``ttl`` seconds at most."""
-
-    def __init__(self, ttl: float = 5.0, max_entries: int = 100_000) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[Identity, float]] = {}
-
-    def get(self, value: str) -> Identity | None:
-        hit = self._entries.get(value)
-        if hit is None:
-            return None
-        ident, until = hit
-        if until <= clock.now():
-            self._entries.pop(value, None)
-            return None
-        return ident
-
-    def put(self, value: str, ident: Identity) -> None:
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()
-        self._entries[value] = (ident, min(ident.expires_at, clock.now() + self.ttl))
-
-    def drop(self, value: str) -> None:
-        self._entries.pop(value, None)
 
 
 def user_projects(conn: Connection, user_id: str) -> list[dict]:

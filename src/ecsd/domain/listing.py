@@ -54,8 +54,13 @@ def _status_condition(status: str):
     return or_(*(and_(servers.c.vm_state == vm, servers.c.task_state == task) for vm, task in pairs))
 
 
+def _escape(fragment: str) -> str:
+    """Literal text inside a LIKE pattern (ESCAPE '\\')."""
+    return fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _like(fragment: str, dot_is_wildcard: bool) -> str:
-    escaped = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = _escape(fragment)
     if dot_is_wildcard:
         escaped = escaped.replace(".", "_")   # the reference: '.' in a name filter matches any character
     return f"%{escaped}%"
@@ -101,8 +106,8 @@ class Filters:
             cond.append(servers.c.reservation_id == self.reservation_id)
         if self.ip:
             # addresses is stored as compact JSON: {"<vpc>": [{"version":"4","addr":"10.0.0.5",...}]}
-            escaped = self.ip.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace('"', "")
-            cond.append(servers.c.addresses.like(f'%"addr":"{escaped}%', escape="\\"))
+            prefix = _escape(self.ip.replace('"', ""))
+            cond.append(servers.c.addresses.like(f'%"addr":"{prefix}%', escape="\\"))
         if self.image:
             cond.append(servers.c.image_id == self.image)
         if self.changes_since is not None:
@@ -110,7 +115,7 @@ class Filters:
         if self.server_id:
             cond.append(servers.c.id == self.server_id)
         if self.ip_eq:
-            exact = self.ip_eq.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace('"', "")
+            exact = _escape(self.ip_eq.replace('"', ""))
             cond.append(servers.c.addresses.like(f'%"addr":"{exact}"%', escape="\\"))
         if self.tags:
             cond.append(false())

@@ -34,8 +34,9 @@ from urllib.parse import quote
 from starlette.requests import Request
 
 from ecsd.domain import access_keys, clock, identity
+from ecsd.domain.cache import TtlCache
 from ecsd.domain.errors import EcsError, invalid
-from ecsd.domain.identity import Identity, IdentityCache
+from ecsd.domain.identity import Identity
 from ecsd.http import signing
 
 log = logging.getLogger("ecsd.auth")
@@ -61,9 +62,9 @@ class Authenticator:
     def __init__(self, store, cache_ttl: float = 5.0, settings=None) -> None:
         self.store = store
         self.settings = settings                        # None: taken from the app on first use
-        self.cache = IdentityCache(ttl=cache_ttl)       # token value -> Identity
-        self.scopes = IdentityCache(ttl=cache_ttl)      # "user_id project_id" -> Identity (AK/SK)
-        self.keys = access_keys.KeyCache(ttl=cache_ttl)  # ak -> AccessKey with its SK decrypted
+        self.cache: TtlCache[Identity] = TtlCache(cache_ttl)              # token value -> Identity
+        self.scopes: TtlCache[Identity] = TtlCache(cache_ttl)             # "user_id project_id" -> Identity
+        self.keys: TtlCache[access_keys.AccessKey] = TtlCache(cache_ttl, 10_000)  # ak -> key, SK decrypted
         self.max_skew = signing.MAX_SKEW
         self._box = None
         self._touched: dict[str, float] = {}
@@ -86,7 +87,7 @@ class Authenticator:
             ident = await self.store.run(identity.lookup_token, token)
             if ident is None:
                 raise EcsError("Common.0013", "The token is not valid or has expired.", status=401)
-            self.cache.put(token, ident)
+            self.cache.put(token, ident, ident.expires_at)
         return ident
 
     # --- AK/SK --------------------------------------------------------------------------------------------
@@ -157,7 +158,7 @@ class Authenticator:
                 raise EcsError("Common.0001") from None
             if key is None:
                 return None
-            self.keys.put(key)
+            self.keys.put(key.ak, key)
         return key
 
     async def _scope(self, request: Request, key: access_keys.AccessKey,
@@ -189,7 +190,7 @@ class Authenticator:
             if ident is None:
                 raise EcsError("Ecs.0023", "The project is unknown or not available to this access key's "
                                            "user.")
-            self.scopes.put(cache_key, ident)
+            self.scopes.put(cache_key, ident, ident.expires_at)
         return ident
 
     async def _touch(self, ak: str) -> None:

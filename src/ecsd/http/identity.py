@@ -108,7 +108,7 @@ async def create_token(request: Request) -> Any:
                 ttl=services.settings.token_ttl))
     except EcsError as err:
         return error_response(err)
-    services.auth.cache.put(value, ident)
+    services.auth.cache.put(value, ident, ident.expires_at)
     return json(token_body(ident, services.settings.endpoint, services.settings.region), status=201,
                 headers={"X-Subject-Token": value})
 
