@@ -201,7 +201,10 @@ def refresh_derived(engine: Engine) -> None:
         live = (select(func.count()).select_from(servers)
                 .where(servers.c.project_id == projects.c.id, servers.c.deleted.is_(False)).scalar_subquery())
         with engine.begin() as conn:
-            conn.execute(projects.update().values(server_count=live))
+            values = {"server_count": live}
+            if "list_gen" in projects.c:
+                values["list_gen"] = projects.c.list_gen + 1
+            conn.execute(projects.update().values(**values))
 
 
 def verify(engine: Engine, limit: int = 5) -> list[str]:

@@ -141,12 +141,12 @@ def fail_owned(conn: Connection, server_id: str, job_id: str, op: str, code: str
 
 
 _ADJUST_COUNT = projects.update().where(projects.c.id == bindparam("p_id")).values(
-    server_count=projects.c.server_count + bindparam("p_delta"))
+    server_count=projects.c.server_count + bindparam("p_delta"), list_gen=projects.c.list_gen + 1)
 _COUNT = select(projects.c.server_count).where(projects.c.id == bindparam("p_id"))
 
 
 def adjust_count(conn: Connection, project_id: str, delta: int) -> None:
-    """Keep projects.server_count in step, in the transaction that creates or deletes servers."""
+    """Keep projects.server_count (and list_gen) in step, in the transaction that creates or deletes servers."""
     conn.execute(_ADJUST_COUNT, {"p_id": project_id, "p_delta": delta})
 
 

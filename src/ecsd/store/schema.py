@@ -57,6 +57,9 @@ projects = Table(
     # Live servers of the project, kept in the transactions that create and delete them, so that an
     # unfiltered listing's `count` does not scan every server.
     Column("server_count", Integer, nullable=False, server_default=text("0")),
+    # Grows by one with every such create or delete: a listing may keep the project's order of live
+    # servers in memory while this is unchanged (domain/listing.py).
+    Column("list_gen", BigInteger, nullable=False, server_default=text("0")),
     UniqueConstraint("domain_id", "name", name="uq_projects_domain_name"),
 )
 
