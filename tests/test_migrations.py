@@ -50,3 +50,37 @@ def test_postgresql_schema_matches_declaration():
     finally:
         admin.execute(f"DROP SCHEMA {schema} CASCADE")
         admin.close()
+
+
+def test_sqlite_upgrade_keeps_a_populated_database(tmp_path):
+    """Columns added to a table other rows refer to (projects) must not need a table copy on SQLite,
+    which the foreign keys of existing rows would refuse: a database from revision 0002 with a
+    member in a project upgrades in place and keeps its rows."""
+    from alembic import command
+    from click.testing import CliRunner
+    from sqlalchemy import text
+
+    from ecsd.cli import main
+
+    store = Store(sqlite_url(str(tmp_path)))
+    try:
+        command.upgrade(migrate._config(store.engine), "0002")
+        with store.engine.begin() as conn:
+            conn.execute(text("INSERT INTO domains (id, name, enabled, created_at) VALUES ('d1', 'dom', 1, 0)"))
+            conn.execute(text("INSERT INTO projects (id, domain_id, name, description, enabled, created_at) "
+                              "VALUES ('p1', 'd1', 'eu-de', '', 1, 0)"))
+            conn.execute(text("INSERT INTO users (id, domain_id, name, password_hash, enabled, created_at) "
+                              "VALUES ('u1', 'd1', 'alice', 'x', 1, 0)"))
+            conn.execute(text("INSERT INTO memberships (user_id, project_id) VALUES ('u1', 'p1')"))
+    finally:
+        store.close()
+    result = CliRunner().invoke(main, ["db", "upgrade", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    store = Store(sqlite_url(str(tmp_path)))
+    try:
+        assert migrate.current_revision(store.engine) == migrate.head_revision()
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT id, server_count, list_gen FROM projects")).all() == [("p1", 0, 0)]
+            assert conn.execute(text("SELECT count(*) FROM memberships")).scalar() == 1
+    finally:
+        store.close()

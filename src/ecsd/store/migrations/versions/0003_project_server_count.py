@@ -13,8 +13,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("projects") as batch:
-        batch.add_column(sa.Column("server_count", sa.Integer(), server_default=sa.text("0"), nullable=False))
+    # A plain ADD COLUMN (not a batch table copy): SQLite adds a NOT NULL column with a constant
+    # default in place, where copying the table would trip the foreign keys of existing rows.
+    op.add_column("projects", sa.Column("server_count", sa.Integer(), server_default=sa.text("0"), nullable=False))
     op.execute("UPDATE projects SET server_count = (SELECT count(*) FROM servers "
                "WHERE servers.project_id = projects.id AND servers.deleted = false)")
 
