@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import random
+import re
 import time
-import uuid
 from datetime import UTC, datetime
 
 now = time.time
 
 
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def _random_v4() -> str:
+    # The shape of uuid.uuid4().hex (version 4, RFC 4122 variant). Identifiers need to be unique,
+    # not secret (tokens and keys come from `secrets`): the random module, seeded from the OS and
+    # reseeded in every forked child, is an order of magnitude cheaper than a system call per id.
+    return f"{(random.getrandbits(128) & _V4_CLEAR) | _V4_SET:032x}"
+
+
 def new_uuid() -> str:
-    return str(uuid.uuid4())
+    h = _random_v4()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def new_hex_id() -> str:
     """32 lowercase hex characters: the documented shape of job and project ids."""
-    return uuid.uuid4().hex
+    return _random_v4()
 
 
 def iso_ms(ts: float | None) -> str | None:
@@ -40,15 +53,14 @@ def iso_us(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
 def is_uuid(value: object) -> bool:
-    if not isinstance(value, str) or len(value) != 36:
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    """The canonical 8-4-4-4-12 hex form (either case)."""
+    return isinstance(value, str) and _UUID.fullmatch(value) is not None
 
 
 def is_hex32(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+    return isinstance(value, str) and _HEX32.fullmatch(value) is not None

@@ -19,6 +19,7 @@ from sqlalchemy import and_, bindparam, or_, select, true
 from sqlalchemy.engine import Connection
 
 from ecsd.domain.errors import invalid
+from ecsd.store.prepared import Prepared
 from ecsd.store.schema import flavors
 
 SELLING = frozenset({"normal", "obt", "promotion"})
@@ -36,16 +37,16 @@ SORT_KEYS: dict[str, Any] = {
 
 
 def _load(row) -> dict[str, Any]:
-    flavor = dict(row._mapping)
+    flavor = dict(row._mapping) if hasattr(row, "_mapping") else row
     flavor["extra_specs"] = orjson.loads(flavor["extra_specs"])
     return flavor
 
 
-_GET_FLAVOR = select(flavors).where(flavors.c.id == bindparam("flavor_id"))   # built once (hot path)
+_GET_FLAVOR = Prepared(select(flavors).where(flavors.c.id == bindparam("flavor_id")))   # a hot path
 
 
 def get_flavor(conn: Connection, flavor_id: str) -> dict[str, Any] | None:
-    row = conn.execute(_GET_FLAVOR, {"flavor_id": flavor_id}).first()
+    row = _GET_FLAVOR.first(conn, {"flavor_id": flavor_id})
     if row is None:
         return None
     return _load(row)

@@ -18,6 +18,7 @@ from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.engine import Connection
 
 from ecsd.domain.errors import invalid
+from ecsd.store.prepared import Prepared
 from ecsd.store.schema import images
 
 # Query parameters (IMS / Glance spelling) that filter on one column by exact value.
@@ -115,21 +116,20 @@ def _visible(project_id: str):
 
 
 def _load(row) -> dict[str, Any]:
-    image = dict(row._mapping)
+    image = dict(row._mapping) if hasattr(row, "_mapping") else row
     image["properties"] = orjson.loads(image["properties"])
     return image
 
 
-# Built once: hot paths (change OS, create) execute it with bound values, skipping SQLAlchemy's
-# per-call statement construction and cache-key work.
-_VISIBLE_IMAGE = select(images).where(and_(
+# A prepared statement (store/prepared.py): hot paths (change OS, create) run it.
+_VISIBLE_IMAGE = Prepared(select(images).where(and_(
     images.c.id == bindparam("image_id"), images.c.status != "deleted",
-    or_(images.c.visibility == "public", images.c.owner == bindparam("project_id"))))
+    or_(images.c.visibility == "public", images.c.owner == bindparam("project_id")))))
 
 
 def visible_image(conn: Connection, project_id: str, image_id: str) -> dict[str, Any] | None:
     """The image if it exists and the project may use it (public, or private to this project)."""
-    row = conn.execute(_VISIBLE_IMAGE, {"image_id": image_id, "project_id": project_id}).first()
+    row = _VISIBLE_IMAGE.first(conn, {"image_id": image_id, "project_id": project_id})
     return None if row is None else _load(row)
 
 

@@ -18,36 +18,40 @@ from sqlalchemy.engine import Connection
 from ecsd.domain import clock
 from ecsd.domain import states as st
 from ecsd.domain.errors import EcsError
+from ecsd.store.prepared import Prepared
 from ecsd.store.schema import projects, servers, volumes
 
 _JSON_COLUMNS = ("metadata", "addresses", "fault")
 
 
 def decode(row) -> dict[str, Any]:
-    server = dict(row._mapping)
+    """A server row (SQLAlchemy Row or a prepared statement's dict) with its JSON columns parsed."""
+    server = dict(row._mapping) if hasattr(row, "_mapping") else row
     for key in _JSON_COLUMNS:
         if server.get(key) is not None:
             server[key] = orjson.loads(server[key])
     return server
 
 
-# Hot-path statements are built once and executed with bound values: this skips SQLAlchemy's per-call
-# statement construction and cache-key work, which otherwise costs more than the queries themselves.
-_LOAD = select(servers).where(and_(servers.c.id == bindparam("server_id"),
-                                  servers.c.project_id == bindparam("project_id"), servers.c.deleted.is_(False)))
-_SYSTEM_VOLUME = select(volumes).where(and_(volumes.c.server_id == bindparam("server_id"), volumes.c.boot_index == 0))
-_CLAIM = servers.update().where(and_(
+# Hot-path statements are built once and run as prepared statements (store/prepared.py): SQLAlchemy's
+# per-call execution machinery otherwise costs more than the queries themselves.
+_LOAD = Prepared(select(servers).where(and_(servers.c.id == bindparam("server_id"),
+                                           servers.c.project_id == bindparam("project_id"),
+                                           servers.c.deleted.is_(False))))
+_SYSTEM_VOLUME = Prepared(select(volumes).where(and_(volumes.c.server_id == bindparam("server_id"),
+                                                     volumes.c.boot_index == 0)))
+_CLAIM = Prepared(servers.update().where(and_(
     servers.c.id == bindparam("b_id"), servers.c.vm_state == bindparam("b_vm_state"),
     servers.c.task_state.is_(None), servers.c.job_id.is_(None), servers.c.locked.is_(False),
     servers.c.deleted.is_(False),
-)).values(task_state=bindparam("b_task_state"), job_id=bindparam("b_job_id"), updated_at=bindparam("b_now"))
+)).values(task_state=bindparam("b_task_state"), job_id=bindparam("b_job_id"), updated_at=bindparam("b_now")))
 
 
 def load(conn: Connection, project_id: str, server_id: str) -> dict[str, Any]:
     """The live server of this project, or 404 Ecs.0114 (unknown, malformed, foreign or deleted id alike)."""
     if not clock.is_uuid(server_id):
         raise EcsError("Ecs.0114")
-    row = conn.execute(_LOAD, {"server_id": server_id, "project_id": project_id}).first()
+    row = _LOAD.first(conn, {"server_id": server_id, "project_id": project_id})
     if row is None:
         raise EcsError("Ecs.0114")
     return decode(row)
@@ -90,8 +94,7 @@ def attached_volumes(conn: Connection, server_ids: list[str]) -> dict[str, list[
 
 
 def system_volume(conn: Connection, server_id: str) -> dict[str, Any] | None:
-    row = conn.execute(_SYSTEM_VOLUME, {"server_id": server_id}).first()
-    return dict(row._mapping) if row else None
+    return _SYSTEM_VOLUME.first(conn, {"server_id": server_id})
 
 
 def check_gate(server: dict[str, Any], op: str) -> None:
@@ -105,9 +108,9 @@ def check_gate(server: dict[str, Any], op: str) -> None:
 
 def claim(conn: Connection, server: dict[str, Any], task_state: str, job_id: str) -> None:
     """Compare-and-set: take the server for ``job_id`` if nobody changed it since it was read."""
-    res = conn.execute(_CLAIM, {"b_id": server["id"], "b_vm_state": server["vm_state"], "b_task_state": task_state,
-                                "b_job_id": job_id, "b_now": clock.now()})
-    if res.rowcount != 1:
+    matched = _CLAIM.execute(conn, {"b_id": server["id"], "b_vm_state": server["vm_state"],
+                                    "b_task_state": task_state, "b_job_id": job_id, "b_now": clock.now()})
+    if matched != 1:
         raise EcsError("Ecs.0100", f"server {server['id']} has another operation in progress")
 
 

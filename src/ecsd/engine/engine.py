@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 from ecsd.domain import clock
 from ecsd.domain import states as st
 from ecsd.store.db import Store
+from ecsd.store.prepared import Prepared
 from ecsd.store.schema import jobs
 
 log = logging.getLogger("ecsd.engine")
@@ -429,14 +430,16 @@ class Engine:
             self.stats.lost_leases += 1
 
 
-_INSERT_JOB = jobs.insert()   # built once: a hot path
+# A prepared statement (store/prepared.py): every accepted operation inserts a job.
+_INSERT_JOB = Prepared(jobs.insert(), keys=("job_id", "project_id", "parent_id", "job_type", "runnable", "server_id",
+                                            "status", "params", "step", "attempts", "created_at", "begin_time"))
 
 
 def submit(conn: Connection, *, job_id: str, project_id: str, job_type: str, server_id: str | None,
            params: dict[str, Any] | None = None, parent_id: str | None = None, runnable: bool = True) -> str:
     """Insert a job in INIT inside the caller's transaction (the caller then calls Engine.notify())."""
     now = clock.now()
-    conn.execute(_INSERT_JOB, {
+    _INSERT_JOB.execute(conn, {
         "job_id": job_id, "project_id": project_id, "parent_id": parent_id, "job_type": job_type,
         "runnable": runnable, "server_id": server_id, "status": st.JOB_INIT,
         "params": orjson.dumps(params or {}).decode(), "step": 0, "attempts": 0, "created_at": now,

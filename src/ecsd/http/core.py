@@ -8,7 +8,6 @@ documented ``{"error": {"code", "message"}}`` body. Nothing here knows a busines
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ecsd.domain.clock import new_hex_id
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.identity import Identity
 
@@ -56,7 +56,7 @@ class RequestIdMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        rid = uuid.uuid4().hex.encode()
+        rid = new_hex_id().encode()
         scope.setdefault("state", {})["request_id"] = rid.decode()
 
         async def send_with_id(message):
