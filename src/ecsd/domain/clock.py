@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import random
 import re
 import time
@@ -31,12 +33,23 @@ def new_hex_id() -> str:
     return _random_v4()
 
 
+@functools.lru_cache(maxsize=4096)
+def _iso_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def iso_ms(ts: float | None) -> str | None:
-    """Job times: ``2016-04-25T20:04:34.604Z``."""
+    """Job times: ``2016-04-25T20:04:34.604Z`` (polled a lot: the whole-second part is memoised)."""
     if ts is None:
         return None
-    dt = datetime.fromtimestamp(ts, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    frac, whole = math.modf(ts)                   # rounded to microseconds as datetime.fromtimestamp does
+    micro = round(frac * 1_000_000)
+    second = int(whole)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    elif micro < 0:
+        second, micro = second - 1, micro + 1_000_000
+    return f"{_iso_second(second)}.{micro // 1000:03d}Z"
 
 
 def iso_s(ts: float | None) -> str | None:

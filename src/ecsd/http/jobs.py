@@ -12,7 +12,7 @@ from ecsd.http.core import Ctx, endpoint, json
 
 @endpoint()
 async def show_job(request: Request, ctx: Ctx) -> Response:
-    job = await ctx.services.store.run(get_job, ctx.ident.project_id, request.path_params["job_id"])
+    job = await ctx.services.store.read(get_job, ctx.ident.project_id, request.path_params["job_id"])
     return json(job)
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 
 T = TypeVar("T")
+READ_ONLY = "ecsd_read_only"     # Connection.info flag: the transaction being begun only reads
 
 
 def sqlite_url(data_dir: str) -> str:
@@ -58,9 +59,10 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
         @event.listens_for(engine, "begin")
         def _on_begin(conn):  # pragma: no cover - exercised by every test
             # IMMEDIATE: a writer takes the write lock at BEGIN, never upgrades mid-transaction,
-            # so concurrent processes cannot deadlock on SQLITE_BUSY upgrades.
+            # so concurrent processes cannot deadlock on SQLITE_BUSY upgrades. A transaction that
+            # only reads (Store.read) begins DEFERRED and takes no write lock.
             # Straight on the driver: a statement through SQLAlchemy's execution layer costs more than this.
-            conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
+            conn.connection.driver_connection.execute("BEGIN" if conn.info.get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
@@ -97,6 +99,22 @@ class Store:
                 return fn(conn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, functools.partial(self.run_sync, fn, *args, **kwargs))
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Like :meth:`run`, for a function that only reads: on SQLite it takes no write lock, so
+        readers neither wait for nor hold up writers (WAL), and its commit writes nothing."""
+        if self._pool is not None:
+            return await self.run(fn, *args, **kwargs)
+        conn = self._loop_conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._loop_conn = self.engine.connect()
+        conn.info[READ_ONLY] = True
+        try:
+            tx = conn.begin()
+        finally:
+            conn.info[READ_ONLY] = False
+        with tx:
+            return fn(conn, *args, **kwargs)
 
     def ping_sync(self) -> None:
         """A fresh connection from the pool answers (what readiness means)."""
