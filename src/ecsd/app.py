@@ -8,6 +8,7 @@ The request pipeline, outside in: RequestIdMiddleware -> router -> endpoint() wr
 from __future__ import annotations
 
 import contextlib
+import gc
 import json as stdjson
 import logging
 import os
@@ -95,6 +96,16 @@ def write_credentials(settings: Settings, creds: dict) -> str:
     return path
 
 
+def settle_heap() -> None:
+    """Once started: move what start-up allocated (modules, tables, compiled statements) out of the
+    collector's sight and collect less often. A full collection over those objects paused the event
+    loop for ~10 ms now and then, which was the p99 of short requests; per-request garbage is acyclic
+    and freed by reference counting anyway."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+
+
 def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -108,6 +119,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.services = Services(settings, store, Authenticator(store), driver, engine)
         if settings.run_worker:
             await engine.start()
+        settle_heap()
         try:
             yield
         finally:

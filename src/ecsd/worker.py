@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 
-from ecsd.app import make_driver, prepare_store
+from ecsd.app import make_driver, prepare_store, settle_heap
 from ecsd.config import Settings
 from ecsd.domain.jobtypes import all_job_types
 from ecsd.engine.engine import Engine
@@ -28,6 +28,7 @@ async def run(settings: Settings, grace: float = 10.0) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await engine.start()
+    settle_heap()
     log.warning("worker %s started (lease %.0f s)", settings.worker_name, settings.lease_seconds)
     try:
         await stop.wait()
