@@ -168,7 +168,7 @@ def add_tenant(client, domain: str, user: str, password: str, project: str) -> d
         uid = identity.create_user(conn, did, user, password)
         pid = identity.create_project(conn, did, project)
         identity.add_member(conn, uid, pid)
-        return {"domain_name": domain, "user_name": user, "password": password, "user_id": uid,
+        return {"domain_id": did, "domain_name": domain, "user_name": user, "password": password, "user_id": uid,
                 "project_id": pid, "project_name": project}
 
     return client.app.state.services.store.run_sync(run)

@@ -446,3 +446,17 @@ def test_malformed_secret_key_stops_the_start(tmp_path):
     settings = Settings(data_dir=str(tmp_path / "bad"), sim_delay=0.0, secret_key="not-a-fernet-key")
     with pytest.raises(SystemExit, match="Fernet"):
         prepare_store(settings)
+
+
+def test_domain_header_must_be_signed_and_the_keys_own(signer, creds, client):
+    """GlobalCredentials send X-Domain-Id (clients.md): it must be signed and name the key's account."""
+    domain_id = signer.get("/v3/auth/domains", project_header=False).json()["domains"][0]["id"]
+    ok = signer.get("/v3/projects", params=[("name", creds["project_name"])], project_header=False,
+                    headers={"X-Domain-Id": domain_id})
+    assert ok.status_code == 200, ok.text
+    assert_denied(signer.get("/v3/projects", project_header=False, headers={"X-Domain-Id": "0" * 32}))
+    other = add_tenant(client, "domain-header", "dora", "Other-Passw0rd", "eu-de_dora")
+    assert_denied(signer.get("/v3/projects", project_header=False, headers={"X-Domain-Id": other["domain_id"]}))
+    names = ["content-type", "host", "user-agent", "x-sdk-date"]
+    assert_denied(signer.get("/v3/projects", project_header=False, headers={"X-Domain-Id": domain_id},
+                             signed=names))

@@ -163,6 +163,13 @@ class Authenticator:
 
     async def _scope(self, request: Request, key: access_keys.AccessKey,
                      prepared: signing.Prepared) -> Identity:
+        # GlobalCredentials name the account in X-Domain-Id: signed, and the access key's own.
+        domains = signing.header_values(request.scope["headers"], "x-domain-id")
+        if domains:
+            if "x-domain-id" not in prepared.signed_headers:
+                raise signature_error("X-Domain-Id must be among the signed headers.")
+            if domains[0].decode("latin-1").strip() != key.domain_id:
+                raise signature_error("X-Domain-Id is not the account that owns the access key.")
         path_project = request.path_params.get("project_id")
         header_project = None
         sent = signing.header_values(request.scope["headers"], "x-project-id")
