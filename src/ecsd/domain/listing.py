@@ -4,21 +4,30 @@
     GET /v2.1/{project_id}/servers[/detail]      ?marker (server id) &limit, a ``next`` link
 
 Both walk the same order, newest first (``created_at`` desc, then ``id`` desc), the order the
-index ``ix_servers_project_created`` serves.
+index ``ix_servers_project_created`` serves. An unfiltered v1 page is a slice of that order kept in
+memory per project and checked against ``projects.list_gen`` (:func:`list_page`), so that the last
+page costs what the first does.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, false, func, or_, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from ecsd.domain import states as st
 from ecsd.domain.errors import invalid
-from ecsd.domain.servers import decode, live_count
+from ecsd.domain.servers import decode
+from ecsd.store import pages
+from ecsd.store.db import sees_uncommitted
+from ecsd.store.pages import DISK, PAGE_COLUMNS, Flavor, Volume
 from ecsd.store.schema import servers
 
 # Every status the list APIs accept as a filter (querying_details_about_ecss.rst, v1 and Nova).
@@ -128,19 +137,158 @@ def _id_column(conn: Connection):
     return servers.c.id.collate("C") if conn.dialect.name == "postgresql" else servers.c.id
 
 
-def list_servers(conn: Connection, project_id: str, limit: int, page: int,
-                 filters: Filters) -> tuple[int, list[dict[str, Any]]]:
-    """(total matching, one page of server rows), newest first; ``page`` counts from 1."""
-    where = and_(*filters.conditions(project_id))
-    if filters == Filters():
-        count = live_count(conn, project_id)   # kept by create/delete: no scan of every server
+# --- the v1 page: rows for the view, with their disks and flavors ----------------------------------------
+#
+# An unfiltered listing slices an in-memory order instead of walking OFFSET rows of the index (the
+# last of 1000 pages skipped 99,900 index entries per request). Per process, the ids of a project's
+# live servers in listing order are kept with the projects.list_gen they were read at. Every
+# transaction that creates or deletes servers of a project bumps list_gen (servers.adjust_count), and
+# created_at never changes, so the ordered set of live ids is a function of list_gen: a request that
+# reads the same list_gen from the database (in its own transaction, so in any process, on either
+# database) may use the ids kept for it. Only ids come from memory: the rows are read afresh, through
+# store/pages.py.
+
+_ID, _FLAVOR = PAGE_COLUMNS.index("id"), PAGE_COLUMNS.index("flavor_id")
+_PAGE_SELECT = select(*(servers.c[name] for name in PAGE_COLUMNS))
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One v1 page: ``count`` matching servers in all; ``rows`` (PAGE_COLUMNS values) newest first."""
+
+    count: int
+    rows: list[tuple]
+    volumes: dict[str, list[Volume]]              # server id -> its attached disks, system disk first
+    flavors: dict[str, Flavor | None]             # flavor id -> (name, vcpus, ram); None if unknown
+
+
+class _Orders:
+    """project id -> (list_gen, server_count, ids, keys) for the projects listed last.
+
+    ``ids`` are the project's live servers in listing order; ``keys`` what to fetch them by (their
+    rowids on SQLite, else ``ids`` itself). Bounded by projects and by ids in all (a 100,000-server
+    project keeps about 12 MB). Guarded by a lock: on PostgreSQL transactions run on a thread pool.
+    """
+
+    def __init__(self, projects: int = 16, ids: int = 1_000_000) -> None:
+        self.max_projects, self.max_ids = projects, ids
+        self._lru: OrderedDict[str, tuple[int, int, list[str], list]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, project_id: str, gen: int, count: int) -> tuple[list[str], list] | None:
+        with self._lock:
+            entry = self._lru.get(project_id)
+            if entry is None or entry[0] != gen or entry[1] != count:
+                return None
+            self._lru.move_to_end(project_id)
+            return entry[2], entry[3]
+
+    def put(self, project_id: str, gen: int, count: int, ids: list[str], keys: list) -> None:
+        with self._lock:
+            self._lru[project_id] = (gen, count, ids, keys)
+            self._lru.move_to_end(project_id)
+            total = sum(len(e[2]) for e in self._lru.values())
+            while len(self._lru) > 1 and (len(self._lru) > self.max_projects or total > self.max_ids):
+                total -= len(self._lru.popitem(last=False)[1][2])
+
+    def drop(self, project_id: str) -> None:
+        with self._lock:
+            self._lru.pop(project_id, None)
+
+
+# One cache per engine (per database): two databases may hold the same project id at the same list_gen.
+_ORDERS: weakref.WeakKeyDictionary[Engine, _Orders] = weakref.WeakKeyDictionary()
+
+
+def _orders(conn: Connection) -> _Orders:
+    orders = _ORDERS.get(conn.engine)
+    if orders is None:
+        orders = _ORDERS.setdefault(conn.engine, _Orders())
+    return orders
+
+
+# A page within this many servers of the top is read from the index when the kept order is out of
+# date, rather than ranking every server again: listing the newest servers right after creating or
+# deleting some stays cheap.
+_NEAR_TOP = 1000
+
+
+def _ranked(conn: Connection, project_id: str, first: int, limit: int) -> tuple[int, list[str], list]:
+    """(live servers, the ids at positions first .. first+limit-1 in listing order, their fetch keys)."""
+    found = pages.counts(conn, project_id)
+    if found is None:
+        return 0, [], []
+    count, gen = found
+    orders = _orders(conn)
+    kept = orders.get(project_id, gen, count)
+    if kept is None:
+        if first + limit <= _NEAR_TOP:
+            ids, keys = pages.top(conn, project_id, limit, first)
+            return count, ids, keys
+        ids, keys = pages.ranked(conn, project_id)
+        # Kept only if no create or delete committed meanwhile (PostgreSQL's READ COMMITTED gives each
+        # statement its own snapshot), and only from committed data (an SQLite read inside a group
+        # commit sees writes that a failed commit would take back): then these ids are exactly the
+        # live servers at `gen`.
+        again = pages.counts(conn, project_id)
+        if again is not None and again[1] == gen and not sees_uncommitted(conn):
+            orders.put(project_id, gen, count, ids, keys)
     else:
+        ids, keys = kept
+    return count, ids[first:first + limit], keys[first:first + limit]
+
+
+def _joined(conn: Connection, keys: list, ids: list[str], project_id: str, by_id: bool,
+            volumes: dict[str, list[Volume]]) -> list[tuple]:
+    """The live rows of the servers ``ids`` (fetched by ``keys``) in that order; disks into ``volumes``."""
+    found: dict[str, tuple] = {}
+    for r in pages.rows_with_disks(conn, keys, project_id, by_id=by_id):
+        sid = r[_ID]
+        if sid not in found:
+            found[sid] = r[:DISK]
+        if r[DISK] is not None:
+            volumes.setdefault(sid, []).append(r[DISK:])
+    several = [sid for sid, disks in volumes.items() if len(disks) > 1]
+    if several:   # the join leaves the order of a server's disks open: ask for it
+        volumes.update(pages.disks(conn, several))
+    # a server deleted since its id was ranked (another process, same moment) is left out
+    return [r for i in ids if (r := found.get(i)) is not None]
+
+
+def list_page(conn: Connection, project_id: str, limit: int, page: int, filters: Filters) -> Page:
+    """The v1 page ``page`` (from 1) of ``limit`` servers, newest first, with what their views need."""
+    first = (page - 1) * limit
+    volumes: dict[str, list[Volume]] = {}
+    if filters == Filters():
+        count, ids, keys = _ranked(conn, project_id, first, limit)
+        rowids = pages.keys_are_rowids(conn)
+        rows = _joined(conn, keys, ids, project_id, not rowids, volumes) if ids else []
+        if len(rows) < len(ids) and rowids:
+            # An SQLite transaction reads one snapshot, in which every ranked server is live: a rowid
+            # no longer holds its server (VACUUM renumbers them). Forget the kept order; read by id.
+            _orders(conn).drop(project_id)
+            volumes.clear()
+            rows = _joined(conn, ids, ids, project_id, True, volumes)
+    else:
+        where = and_(*filters.conditions(project_id))
         count = conn.execute(select(func.count()).select_from(servers).where(where)).scalar_one()
-    sid = _id_column(conn)
-    rows = conn.execute(select(servers).where(where)
-                        .order_by(servers.c.created_at.desc(), sid.desc())
-                        .limit(limit).offset((page - 1) * limit)).all()
-    return count, [decode(r) for r in rows]
+        sid = _id_column(conn)
+        rows = [tuple(r) for r in conn.execute(_PAGE_SELECT.where(where)
+                                               .order_by(servers.c.created_at.desc(), sid.desc())
+                                               .limit(limit).offset(first))]
+        if rows:
+            volumes = pages.disks(conn, [r[_ID] for r in rows])
+    flavors = pages.flavors(conn, list({r[_FLAVOR] for r in rows})) if rows else {}
+    return Page(count, rows, volumes, flavors)
+
+
+def page_server(row: tuple) -> dict[str, Any]:
+    """A row of :attr:`Page.rows` as a server dict (JSON columns decoded), as servers.load gives it."""
+    server = dict(zip(PAGE_COLUMNS, row, strict=True))
+    for key in ("metadata", "addresses", "fault"):
+        if server[key] is not None:
+            server[key] = orjson.loads(server[key])
+    return server
 
 
 def list_servers_after(conn: Connection, project_id: str, limit: int, marker: str | None,

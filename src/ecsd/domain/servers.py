@@ -80,14 +80,16 @@ def load_many(conn: Connection, project_id: str, server_ids: list[str]) -> list[
     return [found[s] for s in server_ids]
 
 
+_ATTACHED = (select(volumes).where(volumes.c.server_id.in_(bindparam("server_ids", expanding=True)))
+             .order_by(volumes.c.server_id, volumes.c.boot_index.is_(None), volumes.c.boot_index, volumes.c.device))
+
+
 def attached_volumes(conn: Connection, server_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """server id -> its attached volumes, system disk (boot_index 0) first."""
     out: dict[str, list[dict[str, Any]]] = {s: [] for s in server_ids}
     if not server_ids:
         return out
-    rows = conn.execute(select(volumes).where(volumes.c.server_id.in_(server_ids))
-                        .order_by(volumes.c.server_id, volumes.c.boot_index.is_(None), volumes.c.boot_index,
-                                  volumes.c.device)).all()
+    rows = conn.execute(_ATTACHED, {"server_ids": list(server_ids)}).all()
     for r in rows:
         out[r.server_id].append(dict(r._mapping))
     return out

@@ -29,7 +29,8 @@ from ecsd.domain.clock import is_uuid
 from ecsd.domain.errors import invalid
 from ecsd.domain.listing import Filters, list_servers_after, parse_changes_since
 from ecsd.http.core import Ctx, capped_limit, endpoint, json, parse, read_json
-from ecsd.http.servers import list_filters, nova_server_view, server_links, server_views
+from ecsd.http.server_views import nova_server_view, server_links, server_views
+from ecsd.http.servers import list_filters
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 1000

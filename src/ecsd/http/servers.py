@@ -9,13 +9,14 @@
     GET  /v1/{project_id}/cloudservers/{server_id}/block_device
     GET  /v1/{project_id}/cloudservers/{server_id}/os-volume_attachments
 
-The server views (:func:`server_views`, :func:`nova_server_view`) are shared with ``http/nova.py``.
+The server views live in ``http/server_views.py`` (shared with ``http/nova.py``).
 Bodies are checked for shape here (wrong JSON types, missing fields: Ecs.0005); limits with a code
 of their own in the reference (name, count, description, disks, NICs) are checked by the domain.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -26,11 +27,10 @@ from starlette.routing import Route
 
 from ecsd.domain import clock, lifecycle
 from ecsd.domain import servers as srv
-from ecsd.domain import states as st
 from ecsd.domain.errors import EcsError, invalid
-from ecsd.domain.flavors import get_flavor
-from ecsd.domain.listing import Filters, list_servers
-from ecsd.http.core import Ctx, endpoint, json, parse, query_int, read_json
+from ecsd.domain.listing import Filters, list_page
+from ecsd.http.core import JSON, Ctx, endpoint, json, parse, query_int, read_json
+from ecsd.http.server_views import list_body, server_views
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 _LAX = ConfigDict(extra="ignore", strict=True)   # create accepts (and ignores) fields we do not model
@@ -130,88 +130,7 @@ async def create_servers(request: Request, ctx: Ctx) -> Response:
     return json({"job_id": job_id, "serverIds": ids})
 
 
-# --- views ------------------------------------------------------------------------------------------------
-
-def server_view(s: dict[str, Any], flavor: dict[str, Any] | None, vols: list[dict[str, Any]]) -> dict[str, Any]:
-    """The v1 ``server`` object (data_structure_for_querying_details_about_ecss.rst)."""
-    fault = s["fault"] if s["vm_state"] == st.ERROR else None
-    return {
-        "id": s["id"], "name": s["name"], "description": s["description"],
-        "status": st.status_of(s["vm_state"], s["task_state"]),
-        "OS-EXT-STS:vm_state": s["vm_state"], "OS-EXT-STS:task_state": s["task_state"],
-        "OS-EXT-STS:power_state": s["power_state"], "progress": 100 if s["task_state"] is None else 50,
-        "image": {"id": s["image_id"]},
-        "flavor": {"id": s["flavor_id"], "name": flavor["name"] if flavor else s["flavor_id"],
-                   "disk": "0", "vcpus": str(flavor["vcpus"]) if flavor else "0",
-                   "ram": str(flavor["ram"]) if flavor else "0"},
-        "key_name": s["key_name"], "metadata": s["metadata"], "addresses": _addresses(s["addresses"]),
-        "os-extended-volumes:volumes_attached": [
-            {"id": v["id"], "delete_on_termination": "true" if v["boot_index"] == 0 else "false",
-             "bootIndex": str(v["boot_index"]) if v["boot_index"] is not None else "-1", "device": v["device"]}
-            for v in vols],
-        "OS-EXT-SRV-ATTR:root_device_name": s["root_device_name"],
-        "OS-EXT-SRV-ATTR:host": "ecsd", "OS-EXT-SRV-ATTR:hypervisor_hostname": "ecsd",
-        "OS-EXT-SRV-ATTR:instance_name": "instance-" + s["id"][:8],
-        "OS-EXT-SRV-ATTR:hostname": s["name"].lower().replace("_", "-").replace(".", "-"),
-        "OS-EXT-SRV-ATTR:reservation_id": s["reservation_id"], "OS-EXT-SRV-ATTR:launch_index": s["launch_index"],
-        "OS-EXT-SRV-ATTR:kernel_id": "", "OS-EXT-SRV-ATTR:ramdisk_id": "",
-        "OS-EXT-SRV-ATTR:user_data": s["user_data"],
-        "OS-EXT-AZ:availability_zone": s["availability_zone"], "OS-DCF:diskConfig": "MANUAL",
-        "OS-SRV-USG:launched_at": clock.iso_us(s["launched_at"]) or "", "OS-SRV-USG:terminated_at": "",
-        "locked": bool(s["locked"]), "fault": fault,
-        "tenant_id": s["project_id"], "user_id": s["user_id"], "hostId": s["project_id"][:16],
-        "host_status": "UP", "config_drive": "", "accessIPv4": "", "accessIPv6": "",
-        "security_groups": [{"name": "default", "id": "00000000-0000-4000-8000-000000000000"}],
-        "tags": [], "sys_tags": [], "os:scheduler_hints": {}, "enterprise_project_id": "0",
-        "created": clock.iso_s(s["created_at"]), "updated": clock.iso_s(s["updated_at"]),
-    }
-
-
-def _addresses(addrs: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    return {net: [{k: v for k, v in a.items() if k != "subnet_id"} for a in items] for net, items in addrs.items()}
-
-
-async def server_views(ctx: Ctx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The v1 views of these server rows (their disks and flavors read in one transaction)."""
-    if not rows:
-        return []
-
-    def load(conn):
-        vols = srv.attached_volumes(conn, [r["id"] for r in rows])
-        flavors = {fid: get_flavor(conn, fid) for fid in {r["flavor_id"] for r in rows}}
-        return vols, flavors
-
-    vols, flavors = await ctx.services.store.run(load)
-    return [server_view(r, flavors[r["flavor_id"]], vols[r["id"]]) for r in rows]
-
-
-def server_links(base: str, project_id: str, server_id: str) -> list[dict[str, str]]:
-    return [{"rel": "self", "href": f"{base}/v2.1/{project_id}/servers/{server_id}"},
-            {"rel": "bookmark", "href": f"{base}/{project_id}/servers/{server_id}"}]
-
-
-def nova_server_view(view: dict[str, Any], base: str) -> dict[str, Any]:
-    """The native (Nova) ``server`` object, made from the v1 view of the same server."""
-    pid, sid = view["tenant_id"], view["id"]
-    out = {k: v for k, v in view.items() if k not in ("sys_tags", "enterprise_project_id", "os:scheduler_hints")}
-    out["image"] = {"id": view["image"]["id"],
-                    "links": [{"rel": "bookmark", "href": f"{base}/{pid}/images/{view['image']['id']}"}]}
-    flavor = view["flavor"]
-    out["flavor"] = {"id": flavor["id"], "name": flavor["name"], "original_name": flavor["name"],
-                     "vcpus": int(flavor["vcpus"]), "ram": int(flavor["ram"]), "disk": 0, "ephemeral": 0,
-                     "swap": 0, "links": [{"rel": "bookmark", "href": f"{base}/{pid}/flavors/{flavor['id']}"}]}
-    out["addresses"] = {net: [{**a, "version": int(a["version"])} for a in items]
-                        for net, items in view["addresses"].items()}
-    out["os-extended-volumes:volumes_attached"] = [
-        {"id": v["id"], "delete_on_termination": v["delete_on_termination"] == "true"}
-        for v in view["os-extended-volumes:volumes_attached"]]
-    out["OS-SRV-USG:launched_at"] = view["OS-SRV-USG:launched_at"] or None
-    out["OS-SRV-USG:terminated_at"] = None
-    if out["fault"] is None:
-        del out["fault"]   # Nova shows a fault only on a server in ERROR
-    out["links"] = server_links(base, pid, sid)
-    return out
-
+# --- details and lists ----------------------------------------------------------------------------------
 
 @endpoint()
 async def show_server(request: Request, ctx: Ctx) -> Response:
@@ -232,9 +151,13 @@ def list_filters(request: Request) -> Filters:
 async def list_detail(request: Request, ctx: Ctx) -> Response:
     limit = query_int(request, "limit", 25, 0, 1000) or 25
     page = query_int(request, "offset", 1, 0, 10**9) or 1     # a page number; 0 behaves as 1
-    count, rows = await ctx.services.store.run(list_servers, ctx.ident.project_id, limit, page,
-                                               list_filters(request))
-    return json({"count": count, "servers": await server_views(ctx, rows)})
+    filters = list_filters(request)
+    # Yield to the event loop once before about a millisecond of work that never yields (SQLite reads
+    # run inline): it reads the requests that arrived meanwhile first. Under uvloop, 32 connections
+    # listing 100 servers saw p99 ~100 ms without this and ~37 ms with it (p50 ~27 ms either way).
+    await asyncio.sleep(0)
+    found = await ctx.services.store.read(list_page, ctx.ident.project_id, limit, page, filters)
+    return Response(list_body(found), media_type=JSON.media_type)
 
 
 class Rename(BaseModel):

@@ -26,6 +26,13 @@ from sqlalchemy.engine import Connection, Engine
 
 T = TypeVar("T")
 READ_ONLY = "ecsd_read_only"     # Connection.info flag: the transaction being begun only reads
+_UNCOMMITTED = "ecsd_in_batch"   # Connection.info flag: a group commit is open on this connection
+
+
+def sees_uncommitted(conn: Connection) -> bool:
+    """Whether reads on ``conn`` may see writes that are not committed yet (inside an SQLite group
+    commit, whose failure would take them back): what is read there must not be kept beyond the call."""
+    return bool(conn.info.get(_UNCOMMITTED))
 
 
 def sqlite_url(data_dir: str) -> str:
@@ -142,12 +149,14 @@ class Store:
         loop = asyncio.get_running_loop()
         conn = self._conn()
         batch = self._batch = _Batch(conn, conn.begin(), loop.create_future())
+        conn.info[_UNCOMMITTED] = True
         loop.call_soon(self._commit, batch)
         return batch
 
     def _commit(self, batch: _Batch) -> None:
         if self._batch is batch:
             self._batch = None
+        batch.conn.info[_UNCOMMITTED] = False
         try:
             if batch.broken:
                 raise RuntimeError("the transaction was ended by the database; nothing of it was committed")

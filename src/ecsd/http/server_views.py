@@ -1,0 +1,146 @@
+"""Server views shared by the v1 and the native (Nova) APIs, and the v1 list body.
+
+:func:`server_view` is the v1 ``server`` object; :func:`nova_server_view` makes the Nova one from it.
+
+A v1 list page is built as bytes from one encoded JSON fragment per server. A server's view is a pure
+function of its row, its attached disks and its flavor's name, vcpus and ram, so the fragments of the
+5,000 servers listed last are kept with exactly those values and reused only while a fresh read of
+them is equal: a changed row, disk or flavor makes a new fragment, never a stale one, whichever process
+or job changed it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+
+from ecsd.domain import clock
+from ecsd.domain import servers as srv
+from ecsd.domain import states as st
+from ecsd.domain.flavors import get_flavor
+from ecsd.domain.listing import PAGE_COLUMNS, Page, page_server
+from ecsd.http.core import Ctx
+
+
+def server_view(s: dict[str, Any], flavor: dict[str, Any] | None, vols: list[dict[str, Any]]) -> dict[str, Any]:
+    """The v1 ``server`` object (data_structure_for_querying_details_about_ecss.rst)."""
+    fault = s["fault"] if s["vm_state"] == st.ERROR else None
+    return {
+        "id": s["id"], "name": s["name"], "description": s["description"],
+        "status": st.status_of(s["vm_state"], s["task_state"]),
+        "OS-EXT-STS:vm_state": s["vm_state"], "OS-EXT-STS:task_state": s["task_state"],
+        "OS-EXT-STS:power_state": s["power_state"], "progress": 100 if s["task_state"] is None else 50,
+        "image": {"id": s["image_id"]},
+        "flavor": {"id": s["flavor_id"], "name": flavor["name"] if flavor else s["flavor_id"],
+                   "disk": "0", "vcpus": str(flavor["vcpus"]) if flavor else "0",
+                   "ram": str(flavor["ram"]) if flavor else "0"},
+        "key_name": s["key_name"], "metadata": s["metadata"], "addresses": _addresses(s["addresses"]),
+        "os-extended-volumes:volumes_attached": [
+            {"id": v["id"], "delete_on_termination": "true" if v["boot_index"] == 0 else "false",
+             "bootIndex": str(v["boot_index"]) if v["boot_index"] is not None else "-1", "device": v["device"]}
+            for v in vols],
+        "OS-EXT-SRV-ATTR:root_device_name": s["root_device_name"],
+        "OS-EXT-SRV-ATTR:host": "ecsd", "OS-EXT-SRV-ATTR:hypervisor_hostname": "ecsd",
+        "OS-EXT-SRV-ATTR:instance_name": "instance-" + s["id"][:8],
+        "OS-EXT-SRV-ATTR:hostname": s["name"].lower().replace("_", "-").replace(".", "-"),
+        "OS-EXT-SRV-ATTR:reservation_id": s["reservation_id"], "OS-EXT-SRV-ATTR:launch_index": s["launch_index"],
+        "OS-EXT-SRV-ATTR:kernel_id": "", "OS-EXT-SRV-ATTR:ramdisk_id": "",
+        "OS-EXT-SRV-ATTR:user_data": s["user_data"],
+        "OS-EXT-AZ:availability_zone": s["availability_zone"], "OS-DCF:diskConfig": "MANUAL",
+        "OS-SRV-USG:launched_at": clock.iso_us(s["launched_at"]) or "", "OS-SRV-USG:terminated_at": "",
+        "locked": bool(s["locked"]), "fault": fault,
+        "tenant_id": s["project_id"], "user_id": s["user_id"], "hostId": s["project_id"][:16],
+        "host_status": "UP", "config_drive": "", "accessIPv4": "", "accessIPv6": "",
+        "security_groups": [{"name": "default", "id": "00000000-0000-4000-8000-000000000000"}],
+        "tags": [], "sys_tags": [], "os:scheduler_hints": {}, "enterprise_project_id": "0",
+        "created": clock.iso_s(s["created_at"]), "updated": clock.iso_s(s["updated_at"]),
+    }
+
+
+def _addresses(addrs: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    return {net: [{k: v for k, v in a.items() if k != "subnet_id"} for a in items] for net, items in addrs.items()}
+
+
+async def server_views(ctx: Ctx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The v1 views of these server rows (their disks and flavors read in one transaction)."""
+    if not rows:
+        return []
+
+    def load(conn):
+        vols = srv.attached_volumes(conn, [r["id"] for r in rows])
+        flavors = {fid: get_flavor(conn, fid) for fid in {r["flavor_id"] for r in rows}}
+        return vols, flavors
+
+    vols, flavors = await ctx.services.store.read(load)
+    return [server_view(r, flavors[r["flavor_id"]], vols[r["id"]]) for r in rows]
+
+
+def server_links(base: str, project_id: str, server_id: str) -> list[dict[str, str]]:
+    return [{"rel": "self", "href": f"{base}/v2.1/{project_id}/servers/{server_id}"},
+            {"rel": "bookmark", "href": f"{base}/{project_id}/servers/{server_id}"}]
+
+
+def nova_server_view(view: dict[str, Any], base: str) -> dict[str, Any]:
+    """The native (Nova) ``server`` object, made from the v1 view of the same server."""
+    pid, sid = view["tenant_id"], view["id"]
+    out = {k: v for k, v in view.items() if k not in ("sys_tags", "enterprise_project_id", "os:scheduler_hints")}
+    out["image"] = {"id": view["image"]["id"],
+                    "links": [{"rel": "bookmark", "href": f"{base}/{pid}/images/{view['image']['id']}"}]}
+    flavor = view["flavor"]
+    out["flavor"] = {"id": flavor["id"], "name": flavor["name"], "original_name": flavor["name"],
+                     "vcpus": int(flavor["vcpus"]), "ram": int(flavor["ram"]), "disk": 0, "ephemeral": 0,
+                     "swap": 0, "links": [{"rel": "bookmark", "href": f"{base}/{pid}/flavors/{flavor['id']}"}]}
+    out["addresses"] = {net: [{**a, "version": int(a["version"])} for a in items]
+                        for net, items in view["addresses"].items()}
+    out["os-extended-volumes:volumes_attached"] = [
+        {"id": v["id"], "delete_on_termination": v["delete_on_termination"] == "true"}
+        for v in view["os-extended-volumes:volumes_attached"]]
+    out["OS-SRV-USG:launched_at"] = view["OS-SRV-USG:launched_at"] or None
+    out["OS-SRV-USG:terminated_at"] = None
+    if out["fault"] is None:
+        del out["fault"]   # Nova shows a fault only on a server in ERROR
+    out["links"] = server_links(base, pid, sid)
+    return out
+
+
+# --- the v1 list body ------------------------------------------------------------------------------------
+
+_ID, _FLAVOR = PAGE_COLUMNS.index("id"), PAGE_COLUMNS.index("flavor_id")
+MEMO_SIZE = 5000
+# server id -> ((row, disks, flavor), the orjson of its view), the MEMO_SIZE servers listed last. Kept
+# by id and compared in full: comparing a fresh row with the kept one costs less than hashing it.
+# The lock matters only when several event loops share the process (tests).
+_fragments: OrderedDict[str, tuple[tuple, bytes]] = OrderedDict()
+_fragments_lock = threading.Lock()
+_NO_DISKS: list = []
+
+
+def _fragment(row: tuple, vols: list, flavor: tuple | None) -> bytes:
+    view = server_view(page_server(row),
+                       None if flavor is None else {"name": flavor[0], "vcpus": flavor[1], "ram": flavor[2]},
+                       [{"id": v[0], "boot_index": v[1], "device": v[2]} for v in vols])
+    return orjson.dumps(view)
+
+
+def list_body(page: Page) -> bytes:
+    """``{"count": N, "servers": [views]}`` encoded, as ``orjson.dumps`` of the views would be."""
+    memo, volumes, flavors = _fragments, page.volumes, page.flavors
+    parts = []
+    with _fragments_lock:
+        for row in page.rows:
+            sid = row[_ID]
+            inputs = (row, volumes.get(sid, _NO_DISKS), flavors.get(row[_FLAVOR]))
+            kept = memo.get(sid)
+            if kept is not None and kept[0] == inputs:
+                fragment = kept[1]
+            else:
+                fragment = _fragment(*inputs)
+                memo[sid] = (inputs, fragment)
+                if len(memo) > MEMO_SIZE:
+                    memo.popitem(last=False)
+            memo.move_to_end(sid)
+            parts.append(fragment)
+    return b'{"count":%d,"servers":[%b]}' % (page.count, b",".join(parts))
