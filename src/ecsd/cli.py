@@ -73,8 +73,11 @@ def serve(host, port, data_dir, database_url, driver, no_worker, log_level) -> N
                f"(database: {'PostgreSQL' if settings.database_url else settings.url[len('sqlite:///'):]}, "
                f"driver: {settings.driver}, worker: {'on' if settings.run_worker else 'off'})")
     sys.stdout.flush()
+    # The standard asyncio loop, not uvloop: under uvloop a connection among 32 that receive large
+    # responses (a 210 KB server list page) kept missing its turn (p99 50-64 ms against 28-37 ms), and
+    # the short requests were no faster (bench/analysis.md).
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
-                loop="uvloop", http="httptools", lifespan="on", timeout_graceful_shutdown=15)
+                loop="asyncio", http="httptools", lifespan="on", timeout_graceful_shutdown=15)
 
 
 @main.command()
