@@ -70,8 +70,11 @@ def load_many(conn: Connection, project_id: str, server_ids: list[str]) -> list[
     bad = [s for s in server_ids if not clock.is_uuid(s)]
     if bad:
         raise EcsError("Ecs.0114", f"server {bad[0]} does not exist")
+    # The project condition is written so that no index serves it: else a planner without statistics
+    # (SQLite always, PostgreSQL before its first ANALYZE) walks the project's whole index instead of
+    # looking the ids up by key (28 ms instead of 0.3 ms for 100 ids among 100,000 servers).
     rows = conn.execute(select(servers).where(and_(servers.c.id.in_(server_ids),
-                                                   servers.c.project_id == project_id,
+                                                   servers.c.project_id.concat("") == project_id,
                                                    servers.c.deleted.is_(False)))).all()
     found = {r.id: decode(r) for r in rows}
     missing = [s for s in server_ids if s not in found]
