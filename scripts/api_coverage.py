@@ -25,7 +25,8 @@ DEFAULT_REF = os.path.join(ROOT, "..", "shared", "reference", "ecs-api-ref")
 # (METHOD, path) -> what is missing. Keep it honest: everything here is served, but not all of it.
 NOTES = {
     ("POST", "/v1/{project_id}/cloudservers"): "partial: no EIP (`publicip`), security groups, tags or "
-                                               "scheduler hints; networks are not checked (no VPC service)",
+                                               "scheduler hints; networks are not checked (no VPC service); "
+                                               "`X-Client-Token` makes it idempotent",
     ("POST", "/v1/{project_id}/cloudservers/delete"): "partial: `delete_publicip` accepted and ignored (no EIPs)",
     ("GET", "/v1/{project_id}/cloudservers/detail"): "partial: servers carry no tags yet (`tags` matches "
                                                      "nothing, `not-tags` everything); `enterprise_project_id` "

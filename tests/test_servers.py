@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -672,3 +673,58 @@ def test_one_block_device(api):
     assert r.status_code == 200 and r.json()["volumeAttachment"] == disks[0]
     r = api.get(f"/v1/{{pid}}/cloudservers/{sid}/block_device/0c7a4b8e-5d3f-4e2a-9b1c-7d6e5f4a3b2c")
     assert r.status_code == 400 and r.json()["error"]["code"] == "Ecs.0111"
+
+
+# --- X-Client-Token: idempotent create ------------------------------------------------------------------
+
+def _server_count(api) -> int:
+    return api.get("/v1/{pid}/cloudservers/detail").json()["count"]
+
+
+def test_create_with_a_client_token_is_idempotent(api):
+    before = _server_count(api)
+    headers = {"X-Client-Token": "tf-7b1e2c3d-create-1"}
+    first = api.post(CREATE, server_body(name="idem"), headers=headers)
+    assert first.status_code == 200, first.text
+    # The same request again (e.g. a client retrying after a lost answer): the same job and servers.
+    again = api.post(CREATE, server_body(name="idem"), headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    assert _server_count(api) == before + 1
+    assert api.wait_job(first.json()["job_id"])["status"] == "SUCCESS"
+    # Once the job is done, a repeat still answers with the same job.
+    assert api.post(CREATE, server_body(name="idem"), headers=headers).json() == first.json()
+    # The same token with a different request is refused and creates nothing.
+    assert_error(api.post(CREATE, server_body(name="other"), headers=headers), 400, "Ecs.0005")
+    assert _server_count(api) == before + 1
+    # Another token, or none, is another request.
+    other = api.post(CREATE, server_body(name="idem"), headers={"X-Client-Token": "tf-7b1e2c3d-create-2"})
+    assert other.status_code == 200 and other.json()["job_id"] != first.json()["job_id"]
+    assert _server_count(api) == before + 2
+
+
+def test_client_tokens_are_per_project_and_dry_runs_do_not_use_them(api, other_api):
+    headers = {"X-Client-Token": "shared-token"}
+    dry = api.post(CREATE, {**server_body(name="dry"), "dry_run": True}, headers=headers)
+    assert dry.status_code == 202, dry.text
+    mine = api.post(CREATE, server_body(name="mine"), headers=headers)
+    assert mine.status_code == 200, mine.text
+    theirs = other_api.post(CREATE, server_body(name="theirs"), headers=headers)
+    assert theirs.status_code == 200, theirs.text
+    assert theirs.json()["job_id"] != mine.json()["job_id"]
+
+
+@pytest.mark.parametrize("token", ["", "has space", "x" * 65])
+def test_malformed_client_token_is_refused(api, token):
+    assert_error(api.post(CREATE, server_body(name="bad-token"), headers={"X-Client-Token": token}), 400,
+                 "Ecs.0005")
+
+
+def test_concurrent_repeats_of_a_client_token_create_once(api):
+    before = _server_count(api)
+    headers = {"X-Client-Token": "race-token"}
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: api.post(CREATE, server_body(name="race"), headers=headers), range(6)))
+    assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    assert len({a.json()["job_id"] for a in answers}) == 1
+    assert _server_count(api) == before + 1

@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
-from ecsd.domain import clock
+from ecsd.domain import clock, idempotency
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
 from ecsd.domain.changeos import check_password, decode_user_data, driver_call, scrub_secrets
@@ -116,8 +116,25 @@ def _fixed_ips(conn: Connection, project_id: str, spec: ServerSpec) -> None:
             raise EcsError("Ecs.0010", f"ip_address {ip} is used by ECS {taken.id}")
 
 
-def accept_create(conn: Connection, ident: Identity, spec: ServerSpec) -> tuple[str, list[str]]:
-    """Validate and submit a createServer job. Returns (job id, server ids)."""
+def accept_create(conn: Connection, ident: Identity, spec: ServerSpec, client_token: str | None = None,
+                  digest: str = "") -> tuple[str, list[str]]:
+    """Validate and submit a createServer job. Returns (job id, server ids).
+
+    With a ``client_token`` (X-Client-Token), a repeat of a request already accepted under it returns
+    that request's job and servers and creates nothing (domain/idempotency.py); ``digest`` is the
+    request's fingerprint.
+    """
+    if client_token is not None:
+        earlier = idempotency.reserve(conn, ident.project_id, client_token, digest)
+        if earlier is not None:
+            return earlier
+        job_id, server_ids = _accept_create(conn, ident, spec)
+        idempotency.record(conn, ident.project_id, client_token, job_id, server_ids)
+        return job_id, server_ids
+    return _accept_create(conn, ident, spec)
+
+
+def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec) -> tuple[str, list[str]]:
     check_name(spec.name, spec.count)
     check_description(spec.description)
     if spec.count < 1:

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ecsd.domain import clock, lifecycle
+from ecsd.domain import clock, idempotency, lifecycle
 from ecsd.domain import servers as srv
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.listing import Filters, list_page
@@ -115,8 +115,13 @@ async def create_servers(request: Request, ctx: Ctx) -> Response:
         key_name=s.key_name, admin_pass=s.adminPass, user_data=s.user_data, count=s.count,
         availability_zone=s.availability_zone, metadata=s.metadata, description=s.description)
 
+    token = request.headers.get("x-client-token")
+    if token is not None:
+        token = idempotency.check_token(token)
+    digest = idempotency.fingerprint(body.model_dump(mode="json")) if token is not None else ""
+
     def run(conn):
-        accepted = lifecycle.accept_create(conn, ctx.ident, spec)
+        accepted = lifecycle.accept_create(conn, ctx.ident, spec, token, digest)
         if body.dry_run:
             raise _DryRun   # every check passed; roll the transaction back
         return accepted

@@ -219,6 +219,18 @@ Index("uq_jobs_server_in_flight", jobs.c.server_id, unique=True,
       sqlite_where=text("status IN ('INIT','RUNNING') AND server_id IS NOT NULL"),
       postgresql_where=text("status IN ('INIT','RUNNING') AND server_id IS NOT NULL"))
 
+# Idempotent creates: an X-Client-Token names one create request of a project, and a repeat of it
+# answers with what the first one did (domain/lifecycle.py). `digest` is the request's fingerprint.
+client_tokens = Table(
+    "client_tokens", metadata,
+    Column("project_id", String(32), ForeignKey("projects.id"), primary_key=True),
+    Column("token", String(64), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("job_id", String(32), nullable=True),
+    Column("server_ids", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
 # Small key/value facts about the installation (schema seeded, instance secret, ...).
 settings = Table(
     "settings", metadata,
