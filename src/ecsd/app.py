@@ -7,6 +7,7 @@ The request pipeline, outside in: RequestIdMiddleware -> router -> endpoint() wr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json as stdjson
@@ -19,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from ecsd.config import Settings
-from ecsd.domain import access_keys, recovery, seed
+from ecsd.domain import access_keys, power_sync, recovery, seed
 from ecsd.domain.errors import EcsError
 from ecsd.domain.jobtypes import all_job_types
 from ecsd.drivers.simulated import SimulatedDriver
@@ -117,12 +118,17 @@ def create_app(settings: Settings) -> Starlette:
         engine = Engine(store, driver, all_job_types(), owner=settings.worker_name,
                         lease_seconds=settings.lease_seconds, max_inflight=settings.max_inflight_jobs)
         app.state.services = Services(settings, store, Authenticator(store), driver, engine)
+        watcher = None
         if settings.run_worker:
             await engine.start()
+            watcher = asyncio.create_task(power_sync.watch(store, driver, settings.power_sync_interval))
         settle_heap()
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
             if settings.run_worker:
                 await engine.stop()
             store.close()

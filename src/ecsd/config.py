@@ -39,6 +39,9 @@ class Settings:
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     lease_seconds: float = field(default_factory=lambda: _env_float("ECSD_LEASE_SECONDS", 15.0))
     max_inflight_jobs: int = 10000
+    # Seconds between power-state sweeps (ECSD_POWER_SYNC_INTERVAL): servers whose machine stopped on
+    # its own become SHUTOFF (domain/power_sync.py). 0 turns the sweep off.
+    power_sync_interval: float = field(default_factory=lambda: _env_float("ECSD_POWER_SYNC_INTERVAL", 10.0))
     token_ttl: float = 24 * 3600.0
     max_body_bytes: int = 256 * 1024
     # The URL this service tells clients to use (token catalog). None: http://host:port

@@ -12,6 +12,7 @@ import signal
 
 from ecsd.app import make_driver, prepare_store, settle_heap
 from ecsd.config import Settings
+from ecsd.domain import power_sync
 from ecsd.domain.jobtypes import all_job_types
 from ecsd.engine.engine import Engine
 
@@ -28,11 +29,14 @@ async def run(settings: Settings, grace: float = 10.0) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await engine.start()
+    watcher = asyncio.create_task(power_sync.watch(store, engine.driver, settings.power_sync_interval))
     settle_heap()
     log.warning("worker %s started (lease %.0f s)", settings.worker_name, settings.lease_seconds)
     try:
         await stop.wait()
     finally:
         log.warning("worker %s stopping: %d job(s) in flight", settings.worker_name, engine.inflight)
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
         await engine.stop(grace)
         store.close()

@@ -15,6 +15,10 @@ STOPPED = "stopped"
 ERROR = "error"
 DELETED = "deleted"
 
+# Server states change in jobs (their steps and failure handlers), in the recovery at start
+# (AFTER_CRASH_*), and in one place outside both: power-state sync (domain/power_sync.py) moves an
+# ACTIVE server with no task whose machine stopped on its own to STOPPED / POWER_SHUTDOWN.
+
 # --- server: OS-EXT-STS:task_state (None = no task) ------------------------------------------------
 SCHEDULING = "scheduling"
 BLOCK_DEVICE_MAPPING = "block_device_mapping"

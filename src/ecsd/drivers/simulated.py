@@ -43,6 +43,8 @@ class SimulatedDriver:
         self.running.set()
         # volume id -> the fault its image declared (so that later operations on the disk can fail too)
         self._faulty: dict[str, str] = {}
+        # Servers whose simulated machine stopped on its own (power_off), until they are started again.
+        self._dead: set[str] = set()
 
     async def _spend(self, op: str = "", *targets: str) -> None:
         self.calls += 1
@@ -111,6 +113,7 @@ class SimulatedDriver:
 
     async def start(self, server_id: str, boot_volume: str | None = None) -> None:
         await self._spend("start", server_id)
+        self._dead.discard(server_id)
         if boot_volume is not None and self._faulty.get(boot_volume) == "start":
             raise DriverError("the server did not boot from its new disk (simulated fault)")
 
@@ -122,3 +125,12 @@ class SimulatedDriver:
 
     async def destroy(self, server_id: str) -> None:
         await self._spend("destroy", server_id)
+        self._dead.discard(server_id)
+
+    def power_off(self, server_id: str) -> None:
+        """The guest shuts itself down (or its machine dies): what a real host reports on its own."""
+        self._dead.add(server_id)
+
+    async def dead_servers(self) -> list[str]:
+        """Servers started here whose machine is gone (drivers/local has the real one)."""
+        return sorted(self._dead)
