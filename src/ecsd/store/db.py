@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,6 +27,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 
 T = TypeVar("T")
+log = logging.getLogger("ecsd.store")
 READ_ONLY = "ecsd_read_only"     # Connection.info flag: the transaction being begun only reads
 _UNCOMMITTED = "ecsd_in_batch"   # Connection.info flag: a group commit is open on this connection
 
@@ -79,7 +82,7 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
 class _Batch:
     """One SQLite write transaction shared by the Store.run calls of one event-loop turn."""
 
-    __slots__ = ("conn", "tx", "raw", "done", "broken")
+    __slots__ = ("broken", "conn", "done", "raw", "tx")
 
     def __init__(self, conn: Connection, tx: Any, done: asyncio.Future) -> None:
         self.conn = conn
@@ -138,7 +141,7 @@ class Store:
             try:
                 batch.raw.execute("ROLLBACK TO ecsd_call")
                 batch.raw.execute("RELEASE ecsd_call")
-            except Exception:   # the database ended the transaction itself (e.g. disk full): all of it fails
+            except sqlite3.Error:   # the database ended the transaction itself (e.g. disk full): all of it fails
                 batch.broken = True
             raise
         batch.raw.execute("RELEASE ecsd_call")
@@ -161,11 +164,11 @@ class Store:
             if batch.broken:
                 raise RuntimeError("the transaction was ended by the database; nothing of it was committed")
             batch.tx.commit()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever it is, every caller of the batch gets it
             try:
                 batch.tx.rollback()
             except Exception:  # pragma: no cover - the connection is gone as well
-                pass
+                log.warning("rolling back a failed group commit failed too", exc_info=True)
             if not batch.done.done():
                 batch.done.set_exception(exc)
                 batch.done.exception()   # retrieved: callers that raised themselves never await it

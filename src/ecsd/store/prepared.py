@@ -23,7 +23,7 @@ from sqlalchemy.sql.expression import Executable
 
 
 class _Compiled:
-    __slots__ = ("sql", "names", "defaults", "columns", "booleans")
+    __slots__ = ("booleans", "columns", "defaults", "names", "sql")
 
     def __init__(self, stmt: Any, conn: Connection, keys: tuple[str, ...] | None) -> None:
         compiled = stmt.compile(dialect=conn.dialect, column_keys=list(keys) if keys is not None else None)
@@ -42,7 +42,7 @@ class _Compiled:
 class Prepared:
     """One Core statement (``select``, ``update``, ``delete`` or an ``insert`` with the given keys)."""
 
-    __slots__ = ("stmt", "keys", "_by_dialect")
+    __slots__ = ("_by_dialect", "keys", "stmt")
 
     def __init__(self, stmt: Executable, keys: tuple[str, ...] | None = None) -> None:
         self.stmt = stmt
