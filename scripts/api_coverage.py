@@ -44,6 +44,8 @@ EXTRA_PURPOSE = {
     "/v2/images/{image_id}": "Glance image details", "/image": "Glance version document",
     "/image/v2/images": "Glance image list (catalog path)", "/image/v2/images/{image_id}": "Glance image details",
     "/v3/projects/{ref}": "IAM project details", "/v3/auth/domains": "IAM domain of the caller",
+    "/v1/{project_id}/cloudservers/{server_id}/metadata/{key}":
+        "delete one metadata key (the Huawei SDK's delete_server_metadata)",
     "/healthz": "liveness", "/readyz": "readiness (database)", "/": "compute API versions",
     "/v1": "ECS API version", "/v2.1": "compute API version and microversions",
 }

@@ -63,6 +63,7 @@ from huaweicloudsdkecs.v2 import (
     ChangeSeversOsMetadata,
     CreatePostPaidServersRequest,
     CreatePostPaidServersRequestBody,
+    DeleteServerMetadataRequest,
     DeleteServersRequest,
     DeleteServersRequestBody,
     EcsClient,
@@ -85,6 +86,8 @@ from huaweicloudsdkecs.v2 import (
     ShowJobRequest,
     ShowServerBlockDeviceRequest,
     ShowServerRequest,
+    UpdateServerMetadataRequest,
+    UpdateServerMetadataRequestBody,
 )
 from huaweicloudsdkiam.v3 import (
     AuthScope,
@@ -747,3 +750,12 @@ def test_list_servers_details_filters_by_tags(env, server_id):
     assert everything >= 1
     assert env.ecs.list_servers_details(ListServersDetailsRequest(not_tags="__type_baremetal")).count == everything
     assert env.ecs.list_servers_details(ListServersDetailsRequest(tags="no-server-has-this-tag")).count == 0
+
+
+def test_server_metadata(env, server_id):
+    got = env.ecs.update_server_metadata(UpdateServerMetadataRequest(
+        server_id=server_id, body=UpdateServerMetadataRequestBody(metadata={"owner": "team-a", "env": "dev"})))
+    assert got.metadata["owner"] == "team-a" and got.metadata["env"] == "dev"
+    env.ecs.delete_server_metadata(DeleteServerMetadataRequest(server_id=server_id, key="env"))
+    shown = env.ecs.show_server(ShowServerRequest(server_id=server_id)).server.metadata
+    assert shown["owner"] == "team-a" and "env" not in shown

@@ -210,6 +210,15 @@ def test_servers_list_and_get(conn, server_id):
     assert srv.addresses
 
 
+def test_server_metadata(conn, server_id):
+    conn.compute.set_server_metadata(server_id, owner="team-a", env="dev")
+    meta = conn.compute.get_server_metadata(server_id).metadata
+    assert meta["owner"] == "team-a" and meta["env"] == "dev" and meta["image_name"]
+    conn.compute.delete_server_metadata(server_id, ["env"])
+    meta = conn.compute.get_server_metadata(server_id).metadata
+    assert "env" not in meta and meta["owner"] == "team-a"
+
+
 def test_change_os_through_the_ecs_api(conn, base, pid, server_id):
     # as with plain keystoneauth: the full URL on the SDK's token session
     r = conn.session.post(f"{base}/v1/{pid}/cloudservers/{server_id}/changeos",

@@ -25,7 +25,19 @@ from ecsd.domain.errors import EcsError
 from ecsd.domain.jobtypes import all_job_types
 from ecsd.drivers.simulated import SimulatedDriver
 from ecsd.engine.engine import Engine
-from ecsd.http import changeos, flavors, health, identity, images, jobs, keypairs, nova, servers, versions
+from ecsd.http import (
+    changeos,
+    flavors,
+    health,
+    identity,
+    images,
+    jobs,
+    keypairs,
+    metadata,
+    nova,
+    servers,
+    versions,
+)
 from ecsd.http.auth import Authenticator
 from ecsd.http.core import RequestIdMiddleware, on_ecs_error, on_http_exception, on_unexpected
 from ecsd.http.routing import IndexedRouter
@@ -134,7 +146,7 @@ def create_app(settings: Settings) -> Starlette:
             store.close()
 
     routes = []
-    for module in (health, versions, identity, images, flavors, keypairs, servers, nova, changeos, jobs):
+    for module in (health, versions, identity, images, flavors, keypairs, servers, nova, metadata, changeos, jobs):
         routes.extend(module.routes)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         EcsError: on_ecs_error, HTTPException: on_http_exception, Exception: on_unexpected})

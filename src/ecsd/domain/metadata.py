@@ -1,0 +1,111 @@
+"""Server metadata: read, merge, replace and delete the user's key-value pairs.
+
+    POST   /v1/{project_id}/cloudservers/{server_id}/metadata        merge (updating_ecs_metadata.rst)
+    GET    /v2.1/{project_id}/servers/{server_id}/metadata           all pairs
+    POST   /v2.1/{project_id}/servers/{server_id}/metadata           merge
+    PUT    /v2.1/{project_id}/servers/{server_id}/metadata           replace the user's pairs
+    GET    /v2.1/{project_id}/servers/{server_id}/metadata/{key}     one pair
+    PUT    /v2.1/{project_id}/servers/{server_id}/metadata/{key}     set one pair
+    DELETE /v2.1/{project_id}/servers/{server_id}/metadata/{key}     delete one pair
+
+The reference: keys are 1-255 of ``A-Z a-z 0-9 - _ : .``, values at most 255 characters; changes need
+an ECS that is active or stopped (``OS-EXT-STS:vm_state``) with no task, and a locked ECS refuses them
+as it refuses every change (Ecs.0605). The keys the service itself keeps (what the image and the
+create put there: ``image_name``, ``os_type``, ``metering.*``, ``vpc_id``, ...) are shown with the
+others but cannot be set, replaced or deleted here (Ecs.0005); replacing all metadata replaces the
+user's pairs and keeps them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, select
+from sqlalchemy.engine import Connection
+
+from ecsd.domain import clock
+from ecsd.domain import servers as srv
+from ecsd.domain import states as st
+from ecsd.domain.errors import EcsError, invalid
+from ecsd.store.schema import servers
+
+# Written by the service (lifecycle create, srv.metadata_from_image, change OS BYOL).
+SYSTEM_KEYS = frozenset({
+    "charging_mode", "vpc_id", "EcmResStatus", "metering.resourcespeccode", "metering.resourcetype",
+    "image_name", "os_type", "os_bit", "metering.image_id", "metering.imagetype", "virtual_env_type", "BYOL",
+})
+MAX_PAIRS = 128      # Nova's default metadata_items quota
+_KEY = re.compile(r"[A-Za-z0-9\-_:.]{1,255}")
+
+
+def check_pairs(pairs: Any) -> dict[str, str]:
+    """A metadata object from a request: string keys and values within the reference's limits."""
+    if not isinstance(pairs, dict):
+        raise invalid("metadata must be an object of key-value pairs")
+    for key, value in pairs.items():
+        if not _KEY.fullmatch(key):
+            raise invalid(f"metadata key {key!r} must be 1 to 255 characters of A-Z, a-z, 0-9, '-', '_', ':', '.'")
+        if not isinstance(value, str) or len(value) > 255:
+            raise invalid(f"the value of metadata key {key} must be a string of at most 255 characters")
+        if key in SYSTEM_KEYS:
+            raise invalid(f"metadata key {key} is kept by the service and cannot be changed")
+    return pairs
+
+
+def _locked_row(conn: Connection, project_id: str, server_id: str) -> dict[str, Any]:
+    """The server for a change: row-locked on PostgreSQL (two changes do not lose each other's pairs)."""
+    srv.load(conn, project_id, server_id)                                     # 404 Ecs.0114
+    row = conn.execute(select(servers.c.metadata, servers.c.vm_state, servers.c.task_state, servers.c.job_id,
+                              servers.c.locked).where(servers.c.id == server_id).with_for_update()).one()
+    if row.locked:
+        raise EcsError("Ecs.0605")
+    if row.vm_state not in (st.ACTIVE, st.STOPPED) or row.task_state is not None or row.job_id is not None:
+        raise EcsError("Ecs.0100", f"server {server_id} is {st.status_of(row.vm_state, row.task_state)}"
+                                   + (" with an operation in progress" if row.job_id else "")
+                                   + "; metadata can be changed when it is ACTIVE or SHUTOFF")
+    return orjson.loads(row.metadata)
+
+
+def _store(conn: Connection, server_id: str, metadata: dict[str, str]) -> dict[str, str]:
+    if len([k for k in metadata if k not in SYSTEM_KEYS]) > MAX_PAIRS:
+        raise EcsError("Ecs.0005", f"a server has at most {MAX_PAIRS} metadata pairs of its user")
+    conn.execute(servers.update().where(and_(servers.c.id == server_id, servers.c.job_id.is_(None)))
+                 .values(metadata=orjson.dumps(metadata).decode(), updated_at=clock.now()))
+    return metadata
+
+
+def get_all(conn: Connection, project_id: str, server_id: str) -> dict[str, str]:
+    return srv.load(conn, project_id, server_id)["metadata"]
+
+
+def get_one(conn: Connection, project_id: str, server_id: str, key: str) -> str:
+    metadata = get_all(conn, project_id, server_id)
+    if key not in metadata:
+        raise EcsError("Common.0404", f"server {server_id} has no metadata key {key}")
+    return metadata[key]
+
+
+def merge(conn: Connection, project_id: str, server_id: str, pairs: dict[str, str]) -> dict[str, str]:
+    """Add or update these pairs, keep the others. Returns all metadata."""
+    metadata = _locked_row(conn, project_id, server_id)
+    if not pairs:
+        return metadata      # "If the value is empty, data is not updated."
+    return _store(conn, server_id, {**metadata, **pairs})
+
+
+def replace(conn: Connection, project_id: str, server_id: str, pairs: dict[str, str]) -> dict[str, str]:
+    """The user's pairs become exactly these; the service's keys stay. Returns all metadata."""
+    metadata = _locked_row(conn, project_id, server_id)
+    return _store(conn, server_id, {**{k: v for k, v in metadata.items() if k in SYSTEM_KEYS}, **pairs})
+
+
+def delete(conn: Connection, project_id: str, server_id: str, key: str) -> None:
+    if key in SYSTEM_KEYS:
+        raise invalid(f"metadata key {key} is kept by the service and cannot be deleted")
+    metadata = _locked_row(conn, project_id, server_id)
+    if key not in metadata:
+        raise EcsError("Common.0404", f"server {server_id} has no metadata key {key}")
+    del metadata[key]
+    _store(conn, server_id, metadata)
