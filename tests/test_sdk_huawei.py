@@ -54,6 +54,8 @@ from huaweicloudsdkecs.v2 import (
     BatchStopServersOption,
     BatchStopServersRequest,
     BatchStopServersRequestBody,
+    BatchUpdateServersNameRequest,
+    BatchUpdateServersNameRequestBody,
     ChangeServerOsWithCloudInitOption,
     ChangeServerOsWithCloudInitRequest,
     ChangeServerOsWithCloudInitRequestBody,
@@ -759,3 +761,15 @@ def test_server_metadata(env, server_id):
     env.ecs.delete_server_metadata(DeleteServerMetadataRequest(server_id=server_id, key="env"))
     shown = env.ecs.show_server(ShowServerRequest(server_id=server_id)).server.metadata
     assert shown["owner"] == "team-a" and "env" not in shown
+
+
+def test_batch_rename(env, server_id):
+    before = env.ecs.show_server(ShowServerRequest(server_id=server_id)).server.name
+    try:
+        got = env.ecs.batch_update_servers_name(BatchUpdateServersNameRequest(body=BatchUpdateServersNameRequestBody(
+            name="renamed-by-sdk", servers=[ServerId(id=server_id)])))
+        assert [r.id for r in got.response] == [server_id]
+        assert env.ecs.show_server(ShowServerRequest(server_id=server_id)).server.name == "renamed-by-sdk"
+    finally:
+        env.ecs.batch_update_servers_name(BatchUpdateServersNameRequest(body=BatchUpdateServersNameRequestBody(
+            name=before, servers=[ServerId(id=server_id)])))

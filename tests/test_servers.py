@@ -728,3 +728,47 @@ def test_concurrent_repeats_of_a_client_token_create_once(api):
     assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
     assert len({a.json()["job_id"] for a in answers}) == 1
     assert _server_count(api) == before + 1
+
+
+# --- PUT /cloudservers/server-name: batch rename ---------------------------------------------------------
+
+RENAME = "/v1/{pid}/cloudservers/server-name"
+
+
+def test_batch_rename(api):
+    ids = api.create_servers(count=2, name="before")
+    other = api.create_servers(name="untouched")[0]
+    r = api.call("PUT", RENAME, {"name": "after", "servers": [{"id": i} for i in ids]})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"response": [{"id": i} for i in ids]}
+    assert [api.server(i)["name"] for i in ids] == ["after", "after"]
+    assert api.server(other)["name"] == "untouched"
+    # a dry run checks and changes nothing
+    r = api.call("PUT", RENAME, {"name": "dry", "dry_run": True, "servers": [{"id": ids[0]}]})
+    assert r.status_code == 204, r.text
+    assert api.server(ids[0])["name"] == "after"
+
+
+def test_batch_rename_is_all_or_nothing(api):
+    ids = api.create_servers(count=2, name="keep")
+    missing = "00000000-0000-4000-8000-000000000000"
+    assert_error(api.call("PUT", RENAME, {"name": "x", "servers": [{"id": ids[0]}, {"id": missing}]}),
+                 404, "Ecs.0114")
+    assert api.post(f"/v2.1/{{pid}}/servers/{ids[1]}/action", {"lock": None}).status_code == 202
+    assert_error(api.call("PUT", RENAME, {"name": "x", "servers": [{"id": i} for i in ids]}), 400, "Ecs.0605")
+    assert [api.server(i)["name"] for i in ids] == ["keep-0001", "keep-0002"]
+
+
+@pytest.mark.parametrize("body, code", [
+    ({"name": "x", "servers": []}, "Ecs.0005"),
+    ({"name": "x"}, "Ecs.0005"),
+    ({"name": "x", "servers": [{"id": "a"}] * 101}, "Ecs.0005"),
+    ({"name": "bad name!", "servers": [{"id": "00000000-0000-4000-8000-000000000000"}]}, "Ecs.0915"),
+    ({"name": "x", "servers": [{"id": "00000000-0000-4000-8000-000000000000"}], "extra": 1}, "Ecs.0005"),
+])
+def test_batch_rename_bad_bodies(api, body, code):
+    assert_error(api.call("PUT", RENAME, body), 400, code)
+
+
+def test_server_name_path_is_not_a_server_id(api):
+    assert_error(api.get("/v1/{pid}/cloudservers/server-name"), 404, "Ecs.0114")

@@ -176,6 +176,19 @@ def update_details(conn: Connection, project_id: str, server_id: str, name: str 
     return load(conn, project_id, server_id)
 
 
+def rename_many(conn: Connection, project_id: str, server_ids: list[str], name: str, dry_run: bool) -> list[str]:
+    """PUT /cloudservers/server-name: all or nothing, each server as the single rename would take it
+    (unknown 404 Ecs.0114, locked Ecs.0605, an operation in progress Ecs.0100). Returns the ids."""
+    for server in load_many(conn, project_id, server_ids):
+        if server["locked"]:
+            raise EcsError("Ecs.0605", f"server {server['id']} is locked")
+        if server["job_id"] is not None:
+            raise EcsError("Ecs.0100", f"another operation is in progress on server {server['id']}")
+    if not dry_run:
+        conn.execute(servers.update().where(servers.c.id.in_(server_ids)).values(name=name, updated_at=clock.now()))
+    return server_ids
+
+
 def metadata_from_image(metadata: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
     """The system metadata keys that follow the image (spec digest Appendix A mapping)."""
     out = dict(metadata)

@@ -28,7 +28,7 @@ from ecsd.domain import clock, idempotency, lifecycle
 from ecsd.domain import servers as srv
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.listing import Filters, list_page
-from ecsd.http.core import JSON, Ctx, endpoint, json, parse, query_int, read_json
+from ecsd.http.core import JSON, Ctx, endpoint, json, no_content, parse, query_int, read_json
 from ecsd.http.server_views import list_body, server_views
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
@@ -191,6 +191,25 @@ class Ref(BaseModel):
     id: str
 
 
+class BatchRenameBody(BaseModel):
+    model_config = _STRICT
+    name: str
+    dry_run: bool = False
+    servers: list[Ref] = Field(min_length=1, max_length=100)
+
+
+@endpoint()
+async def rename_servers(request: Request, ctx: Ctx) -> Response:
+    """PUT /v1/{project_id}/cloudservers/server-name (modifying_ecs_details_in_a_batch.rst)."""
+    body = parse(BatchRenameBody, await read_json(request, ctx.services.settings.max_body_bytes))
+    lifecycle.check_name(body.name)
+    ids = list(dict.fromkeys(ref.id for ref in body.servers))
+    done = await ctx.services.store.run(srv.rename_many, ctx.ident.project_id, ids, body.name, body.dry_run)
+    if body.dry_run:
+        return no_content()      # every check passed; nothing was changed
+    return json({"response": [{"id": sid} for sid in done]})
+
+
 class DeleteBody(BaseModel):
     model_config = _STRICT
     servers: list[Ref]
@@ -298,6 +317,7 @@ routes = [
     Route("/v1/{project_id}/cloudservers/detail", list_detail, methods=["GET"]),
     Route("/v1/{project_id}/cloudservers/delete", delete_servers, methods=["POST"]),
     Route("/v1/{project_id}/cloudservers/action", batch_action, methods=["POST"]),
+    Route("/v1/{project_id}/cloudservers/server-name", rename_servers, methods=["PUT"]),   # before {server_id}
     Route("/v1/{project_id}/cloudservers/{server_id}", show_server, methods=["GET"]),
     Route("/v1/{project_id}/cloudservers/{server_id}", update_server, methods=["PUT"]),
     Route("/v1/{project_id}/cloudservers/{server_id}/block_device", block_devices, methods=["GET"]),
