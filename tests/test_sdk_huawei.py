@@ -87,6 +87,7 @@ from huaweicloudsdkecs.v2 import (
     ServerId,
     ShowJobRequest,
     ShowServerBlockDeviceRequest,
+    ShowServerLimitsRequest,
     ShowServerRequest,
     UpdateServerMetadataRequest,
     UpdateServerMetadataRequestBody,
@@ -773,3 +774,9 @@ def test_batch_rename(env, server_id):
     finally:
         env.ecs.batch_update_servers_name(BatchUpdateServersNameRequest(body=BatchUpdateServersNameRequestBody(
             name=before, servers=[ServerId(id=server_id)])))
+
+
+def test_server_limits(env, server_id):
+    limits = env.ecs.show_server_limits(ShowServerLimitsRequest()).absolute
+    assert limits.max_total_instances == 2048 and limits.total_instances_used >= 1
+    assert limits.total_cores_used >= 1 and limits.total_ram_used >= 1024

@@ -219,6 +219,12 @@ def test_server_metadata(conn, server_id):
     assert "env" not in meta and meta["owner"] == "team-a"
 
 
+def test_limits(conn, server_id):
+    limits = conn.compute.get_limits()
+    assert limits.absolute.instances == 2048 and limits.absolute.instances_used >= 1
+    assert limits.absolute.total_cores_used >= 1
+
+
 def test_change_os_through_the_ecs_api(conn, base, pid, server_id):
     # as with plain keystoneauth: the full URL on the SDK's token session
     r = conn.session.post(f"{base}/v1/{pid}/cloudservers/{server_id}/changeos",

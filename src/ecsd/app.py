@@ -33,6 +33,7 @@ from ecsd.http import (
     images,
     jobs,
     keypairs,
+    limits,
     metadata,
     nova,
     servers,
@@ -146,7 +147,9 @@ def create_app(settings: Settings) -> Starlette:
             store.close()
 
     routes = []
-    for module in (health, versions, identity, images, flavors, keypairs, servers, nova, metadata, changeos, jobs):
+    # limits before servers: /cloudservers/limits is not a server id
+    for module in (health, versions, identity, images, flavors, keypairs, limits, servers, nova, metadata, changeos,
+                   jobs):
         routes.extend(module.routes)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         EcsError: on_ecs_error, HTTPException: on_http_exception, Exception: on_unexpected})
