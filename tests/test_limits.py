@@ -24,3 +24,13 @@ def test_limits_count_the_projects_live_servers(api, other_api):
 
 def test_limits_need_the_callers_project(api, other_api):
     assert_error(other_api.get(f"/v1/{api.pid}/cloudservers/limits"), 400, "Ecs.0023")
+
+
+def test_nova_quota_sets(api, other_api):
+    for path in ("/v2.1/{pid}/os-quota-sets/{pid}", "/v2.1/{pid}/os-quota-sets/{pid}/defaults",
+                 "/v2.1/{pid}/os-quota-sets/{pid}?user_id=someone"):
+        r = api.get(path.replace("{pid}", api.pid))
+        assert r.status_code == 200, r.text
+        q = r.json()["quota_set"]
+        assert q["id"] == api.pid and q["instances"] == 2048 and q["metadata_items"] == 128
+    assert_error(api.get(f"/v2.1/{{pid}}/os-quota-sets/{other_api.pid}"), 400, "Ecs.0023")

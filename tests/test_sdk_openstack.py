@@ -225,6 +225,11 @@ def test_limits(conn, server_id):
     assert limits.absolute.total_cores_used >= 1
 
 
+def test_quota_sets(conn, pid):
+    assert conn.compute.get_quota_set(pid).instances == 2048
+    assert conn.compute.get_quota_set_defaults(pid).cores == 20480
+
+
 def test_change_os_through_the_ecs_api(conn, base, pid, server_id):
     # as with plain keystoneauth: the full URL on the SDK's token session
     r = conn.session.post(f"{base}/v1/{pid}/cloudservers/{server_id}/changeos",

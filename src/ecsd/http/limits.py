@@ -25,7 +25,16 @@ async def nova_limits(request: Request, ctx: Ctx) -> Response:
     return json({"limits": {"rate": [], "absolute": absolute}})
 
 
+@endpoint()
+async def quota_set(request: Request, ctx: Ctx) -> Response:
+    """The quotas of the caller's project (the path names it twice); ``user_id`` changes nothing here."""
+    ctx.services.auth.check_project(ctx.ident, request.path_params["tenant_id"])
+    return json({"quota_set": quotas.quota_set(ctx.ident.project_id)})
+
+
 routes = [
     Route("/v1/{project_id}/cloudservers/limits", v1_limits, methods=["GET"]),
     Route("/v2.1/{project_id}/limits", nova_limits, methods=["GET"]),
+    Route("/v2.1/{project_id}/os-quota-sets/{tenant_id}", quota_set, methods=["GET"]),
+    Route("/v2.1/{project_id}/os-quota-sets/{tenant_id}/defaults", quota_set, methods=["GET"]),
 ]
