@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from ecsd.app import create_app
 from ecsd.config import Settings
@@ -13,10 +14,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_every_route_is_in_api_coverage():
     with open(os.path.join(ROOT, "docs", "api-coverage.md"), encoding="utf-8") as fh:
         doc = fh.read()
+    # parameter names may differ (a route cannot name {project_id} twice): compare with them blanked
+    doc = re.sub(r"\{[^}/]*\}", "{}", doc)
     app = create_app(Settings(data_dir="/nonexistent-not-started"))
-    missing = [f"{method} {route.path}" for route in app.routes for method in sorted(route.methods or ())
-               if method != "HEAD" and not any(f"`{method} {p}`" in doc for p in
-                                               (route.path, route.path.rstrip("/"), route.path.rstrip("/") + "/"))]
+    missing = []
+    for route in app.routes:
+        path = re.sub(r"\{[^}/]*\}", "{}", route.path)
+        for method in sorted(route.methods or ()):
+            if method != "HEAD" and not any(f"`{method} {p}`" in doc for p in
+                                            (path, path.rstrip("/"), path.rstrip("/") + "/")):
+                missing.append(f"{method} {route.path}")
     assert missing == [], f"run scripts/api_coverage.py: {missing}"
 
 
