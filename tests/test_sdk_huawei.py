@@ -71,6 +71,7 @@ from huaweicloudsdkecs.v2 import (
     EcsClient,
     ListFlavorsRequest,
     ListServerBlockDevicesRequest,
+    ListServerInterfacesRequest,
     ListServersDetailsRequest,
     NovaCreateKeypairOption,
     NovaCreateKeypairRequest,
@@ -780,3 +781,8 @@ def test_server_limits(env, server_id):
     limits = env.ecs.show_server_limits(ShowServerLimitsRequest()).absolute
     assert limits.max_total_instances == 2048 and limits.total_instances_used >= 1
     assert limits.total_cores_used >= 1 and limits.total_ram_used >= 1024
+
+
+def test_server_interfaces(env, server_id):
+    nics = env.ecs.list_server_interfaces(ListServerInterfacesRequest(server_id=server_id)).interface_attachments
+    assert len(nics) == 1 and nics[0].port_state == "ACTIVE" and nics[0].fixed_ips[0].ip_address

@@ -230,6 +230,12 @@ def test_quota_sets(conn, pid):
     assert conn.compute.get_quota_set_defaults(pid).cores == 20480
 
 
+def test_server_interfaces(conn, server_id):
+    (nic,) = list(conn.compute.server_interfaces(server_id))
+    assert nic.port_state == "ACTIVE" and nic.fixed_ips[0]["ip_address"]
+    assert conn.compute.get_server_interface(nic.port_id, server=server_id).mac_addr == nic.mac_addr
+
+
 def test_change_os_through_the_ecs_api(conn, base, pid, server_id):
     # as with plain keystoneauth: the full URL on the SDK's token session
     r = conn.session.post(f"{base}/v1/{pid}/cloudservers/{server_id}/changeos",

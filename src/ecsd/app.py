@@ -35,6 +35,7 @@ from ecsd.http import (
     keypairs,
     limits,
     metadata,
+    nics,
     nova,
     servers,
     versions,
@@ -148,8 +149,8 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = []
     # limits before servers: /cloudservers/limits is not a server id
-    for module in (health, versions, identity, images, flavors, keypairs, limits, servers, nova, metadata, changeos,
-                   jobs):
+    for module in (health, versions, identity, images, flavors, keypairs, limits, servers, nova, metadata, nics,
+                   changeos, jobs):
         routes.extend(module.routes)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         EcsError: on_ecs_error, HTTPException: on_http_exception, Exception: on_unexpected})

@@ -1,0 +1,26 @@
+"""NIC queries: GET .../os-interface (v1 and Nova) show the addresses a server was created with."""
+
+from __future__ import annotations
+
+from tests import support as s
+from tests.support import assert_error
+
+BOTH_DATABASES = True
+
+
+def test_nics_of_a_server(api, other_api):
+    (server_id,) = api.create_servers()
+    server = api.server(server_id)
+    (address,) = [a for items in server["addresses"].values() for a in items]
+    r = api.get(f"/v1/{{pid}}/cloudservers/{server_id}/os-interface")
+    assert r.status_code == 200, r.text
+    (nic,) = r.json()["interfaceAttachments"]
+    assert nic == {"port_state": "ACTIVE", "net_id": s.SUBNET, "port_id": address["OS-EXT-IPS:port_id"],
+                   "mac_addr": address["OS-EXT-IPS-MAC:mac_addr"],
+                   "fixed_ips": [{"subnet_id": s.SUBNET, "ip_address": address["addr"]}]}
+    nova = api.get(f"/v2.1/{{pid}}/servers/{server_id}/os-interface")
+    assert nova.status_code == 200 and nova.json() == r.json()
+    one = api.get(f"/v2.1/{{pid}}/servers/{server_id}/os-interface/{nic['port_id']}")
+    assert one.status_code == 200 and one.json() == {"interfaceAttachment": nic}
+    assert_error(api.get(f"/v2.1/{{pid}}/servers/{server_id}/os-interface/{s.SUBNET}"), 404, "Common.0404")
+    assert_error(other_api.get(f"/v1/{{pid}}/cloudservers/{server_id}/os-interface"), 404, "Ecs.0114")
