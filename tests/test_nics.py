@@ -1,4 +1,4 @@
-"""NIC queries: GET .../os-interface (v1 and Nova) show the addresses a server was created with."""
+"""Network and disk queries: NICs (os-interface, v1 and Nova), Nova ips and os-volume_attachments."""
 
 from __future__ import annotations
 
@@ -24,3 +24,24 @@ def test_nics_of_a_server(api, other_api):
     assert one.status_code == 200 and one.json() == {"interfaceAttachment": nic}
     assert_error(api.get(f"/v2.1/{{pid}}/servers/{server_id}/os-interface/{s.SUBNET}"), 404, "Common.0404")
     assert_error(other_api.get(f"/v1/{{pid}}/cloudservers/{server_id}/os-interface"), 404, "Ecs.0114")
+
+
+def test_nova_ips_and_volume_attachments(api):
+    (server_id,) = api.create_servers()
+    server = api.server(server_id)
+    (network,) = server["addresses"]
+    (address,) = server["addresses"][network]
+    r = api.get(f"/v2.1/{{pid}}/servers/{server_id}/ips")
+    assert r.status_code == 200 and r.json() == {"addresses": {network: [{"version": 4, "addr": address["addr"]}]}}
+    assert api.get(f"/v2.1/{{pid}}/servers/{server_id}/ips/{network}").json() == {
+        network: [{"version": 4, "addr": address["addr"]}]}
+    assert_error(api.get(f"/v2.1/{{pid}}/servers/{server_id}/ips/elsewhere"), 404, "Common.0404")
+
+    attached = api.get(f"/v2.1/{{pid}}/servers/{server_id}/os-volume_attachments")
+    assert attached.status_code == 200, attached.text
+    assert attached.json() == api.get(f"/v1/{{pid}}/cloudservers/{server_id}/os-volume_attachments").json()
+    (disk,) = attached.json()["volumeAttachments"]
+    assert disk["serverId"] == server_id and disk["device"] == "/dev/vda"
+    one = api.get(f"/v2.1/{{pid}}/servers/{server_id}/os-volume_attachments/{disk['volumeId']}")
+    assert one.status_code == 200 and one.json() == {"volumeAttachment": disk}
+    assert_error(api.get(f"/v2.1/{{pid}}/servers/{server_id}/os-volume_attachments/{s.SUBNET}"), 400, "Ecs.0111")

@@ -236,6 +236,11 @@ def test_server_interfaces(conn, server_id):
     assert conn.compute.get_server_interface(nic.port_id, server=server_id).mac_addr == nic.mac_addr
 
 
+def test_volume_attachments(conn, server_id):
+    (disk,) = list(conn.compute.volume_attachments(server_id))
+    assert disk.server_id == server_id and disk.device == "/dev/vda"
+
+
 def test_change_os_through_the_ecs_api(conn, base, pid, server_id):
     # as with plain keystoneauth: the full URL on the SDK's token session
     r = conn.session.post(f"{base}/v1/{pid}/cloudservers/{server_id}/changeos",

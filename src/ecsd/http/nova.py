@@ -26,7 +26,7 @@ from starlette.routing import Route
 from ecsd.domain import changeos, lifecycle
 from ecsd.domain import servers as srv
 from ecsd.domain.clock import is_uuid
-from ecsd.domain.errors import invalid
+from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.listing import Filters, list_servers_after, parse_changes_since
 from ecsd.http.core import Ctx, capped_limit, endpoint, json, parse, read_json
 from ecsd.http.server_views import nova_server_view, server_links, server_views
@@ -86,6 +86,28 @@ async def show_server(request: Request, ctx: Ctx) -> Response:
     row = await ctx.services.store.run(srv.load, ctx.ident.project_id, request.path_params["server_id"])
     view = (await server_views(ctx, [row]))[0]
     return json({"server": nova_server_view(view, ctx.services.settings.endpoint)})
+
+
+def _ips(addresses: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    return {net: [{"version": int(a["version"]), "addr": a["addr"]} for a in items] for net, items in addresses.items()}
+
+
+@endpoint()
+async def server_ips(request: Request, ctx: Ctx) -> Response:
+    """``GET /servers/{id}/ips``: the addresses by network."""
+    row = await ctx.services.store.read(srv.load, ctx.ident.project_id, request.path_params["server_id"])
+    return json({"addresses": _ips(row["addresses"])})
+
+
+@endpoint()
+async def server_ips_of_network(request: Request, ctx: Ctx) -> Response:
+    """``GET /servers/{id}/ips/{network}``: one network's addresses; another network is 404 Common.0404."""
+    row = await ctx.services.store.read(srv.load, ctx.ident.project_id, request.path_params["server_id"])
+    network = request.path_params["network"]
+    ips = _ips(row["addresses"])
+    if network not in ips:
+        raise EcsError("Common.0404", f"server {row['id']} has no addresses on network {network}")
+    return json({network: ips[network]})
 
 
 # --- actions ------------------------------------------------------------------------------------------------
@@ -189,4 +211,6 @@ routes = [
     Route("/v2.1/{project_id}/servers/detail", list_servers_detail, methods=["GET"]),
     Route("/v2.1/{project_id}/servers/{server_id}", show_server, methods=["GET"]),
     Route("/v2.1/{project_id}/servers/{server_id}/action", server_action, methods=["POST"]),
+    Route("/v2.1/{project_id}/servers/{server_id}/ips", server_ips, methods=["GET"]),
+    Route("/v2.1/{project_id}/servers/{server_id}/ips/{network}", server_ips_of_network, methods=["GET"]),
 ]

@@ -275,7 +275,7 @@ async def _server_and_volumes(request: Request, ctx: Ctx):
         row = srv.load(conn, ctx.ident.project_id, request.path_params["server_id"])
         return row, srv.attached_volumes(conn, [row["id"]])[row["id"]]
 
-    return await ctx.services.store.run(run)
+    return await ctx.services.store.read(run)
 
 
 def _block_device_views(row: dict[str, Any], vols: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -305,11 +305,25 @@ async def block_device(request: Request, ctx: Ctx) -> Response:
     raise EcsError("Ecs.0111", f"volume {wanted} is not attached to this ECS")
 
 
+def _attachment(row: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:
+    return {"serverId": row["id"], "volumeId": v["id"], "id": v["id"], "device": v["device"]}
+
+
 @endpoint()
 async def volume_attachments(request: Request, ctx: Ctx) -> Response:
+    """v1 and Nova: the disks attached to a server."""
     row, vols = await _server_and_volumes(request, ctx)
-    return json({"volumeAttachments": [{"serverId": row["id"], "volumeId": v["id"], "id": v["id"],
-                                        "device": v["device"]} for v in vols]})
+    return json({"volumeAttachments": [_attachment(row, v) for v in vols]})
+
+
+@endpoint()
+async def volume_attachment(request: Request, ctx: Ctx) -> Response:
+    """Nova: one attached disk; a disk not attached to this server is Ecs.0111, as for block_device."""
+    row, vols = await _server_and_volumes(request, ctx)
+    for v in vols:
+        if v["id"] == request.path_params["volume_id"]:
+            return json({"volumeAttachment": _attachment(row, v)})
+    raise EcsError("Ecs.0111", f"volume {request.path_params['volume_id']} is not attached to server {row['id']}")
 
 
 routes = [
@@ -323,4 +337,7 @@ routes = [
     Route("/v1/{project_id}/cloudservers/{server_id}/block_device", block_devices, methods=["GET"]),
     Route("/v1/{project_id}/cloudservers/{server_id}/block_device/{volume_id}", block_device, methods=["GET"]),
     Route("/v1/{project_id}/cloudservers/{server_id}/os-volume_attachments", volume_attachments, methods=["GET"]),
+    Route("/v2.1/{project_id}/servers/{server_id}/os-volume_attachments", volume_attachments, methods=["GET"]),
+    Route("/v2.1/{project_id}/servers/{server_id}/os-volume_attachments/{volume_id}", volume_attachment,
+          methods=["GET"]),
 ]
