@@ -1,4 +1,5 @@
-"""Network and disk queries: NICs (os-interface, v1 and Nova), Nova ips and os-volume_attachments."""
+"""Network, disk and zone queries: NICs (os-interface, v1 and Nova), Nova ips, os-volume_attachments and
+os-availability-zone."""
 
 from __future__ import annotations
 
@@ -45,3 +46,11 @@ def test_nova_ips_and_volume_attachments(api):
     one = api.get(f"/v2.1/{{pid}}/servers/{server_id}/os-volume_attachments/{disk['volumeId']}")
     assert one.status_code == 200 and one.json() == {"volumeAttachment": disk}
     assert_error(api.get(f"/v2.1/{{pid}}/servers/{server_id}/os-volume_attachments/{s.SUBNET}"), 400, "Ecs.0111")
+
+
+def test_availability_zones(api):
+    r = api.get("/v2.1/{pid}/os-availability-zone")
+    assert r.status_code == 200, r.text
+    zones = r.json()["availabilityZoneInfo"]
+    assert [z["zoneName"] for z in zones] == ["eu-de-01", "eu-de-02", "eu-de-03"]
+    assert all(z["zoneState"] == {"available": True} and z["hosts"] is None for z in zones)

@@ -241,6 +241,10 @@ def test_volume_attachments(conn, server_id):
     assert disk.server_id == server_id and disk.device == "/dev/vda"
 
 
+def test_availability_zones(conn):
+    assert [z.name for z in conn.compute.availability_zones()] == ["eu-de-01", "eu-de-02", "eu-de-03"]
+
+
 def test_change_os_through_the_ecs_api(conn, base, pid, server_id):
     # as with plain keystoneauth: the full URL on the SDK's token session
     r = conn.session.post(f"{base}/v1/{pid}/cloudservers/{server_id}/changeos",

@@ -110,6 +110,13 @@ async def server_ips_of_network(request: Request, ctx: Ctx) -> Response:
     return json({network: ips[network]})
 
 
+@endpoint()
+async def availability_zones(request: Request, ctx: Ctx) -> Response:
+    """``GET /os-availability-zone``: the zones a server may be created in."""
+    return json({"availabilityZoneInfo": [{"zoneState": {"available": True}, "hosts": None, "zoneName": az}
+                                          for az in lifecycle.AVAILABILITY_ZONES]})
+
+
 # --- actions ------------------------------------------------------------------------------------------------
 
 def _no_args(action: str, args: Any) -> None:
@@ -212,5 +219,6 @@ routes = [
     Route("/v2.1/{project_id}/servers/{server_id}", show_server, methods=["GET"]),
     Route("/v2.1/{project_id}/servers/{server_id}/action", server_action, methods=["POST"]),
     Route("/v2.1/{project_id}/servers/{server_id}/ips", server_ips, methods=["GET"]),
+    Route("/v2.1/{project_id}/os-availability-zone", availability_zones, methods=["GET"]),
     Route("/v2.1/{project_id}/servers/{server_id}/ips/{network}", server_ips_of_network, methods=["GET"]),
 ]
