@@ -55,10 +55,16 @@ def check_pairs(pairs: Any) -> dict[str, str]:
 
 
 def _locked_row(conn: Connection, project_id: str, server_id: str) -> dict[str, Any]:
-    """The server for a change: row-locked on PostgreSQL (two changes do not lose each other's pairs)."""
-    srv.load(conn, project_id, server_id)                                     # 404 Ecs.0114
+    """The server's metadata for a change: row-locked on PostgreSQL (two changes do not lose each other's
+    pairs); an unknown, foreign or deleted server is 404 Ecs.0114."""
+    if not clock.is_uuid(server_id):
+        raise EcsError("Ecs.0114")
     row = conn.execute(select(servers.c.metadata, servers.c.vm_state, servers.c.task_state, servers.c.job_id,
-                              servers.c.locked).where(servers.c.id == server_id).with_for_update()).one()
+                              servers.c.locked)
+                       .where(and_(servers.c.id == server_id, servers.c.project_id == project_id,
+                                   servers.c.deleted.is_(False))).with_for_update()).first()
+    if row is None:
+        raise EcsError("Ecs.0114")
     if row.locked:
         raise EcsError("Ecs.0605")
     if row.vm_state not in (st.ACTIVE, st.STOPPED) or row.task_state is not None or row.job_id is not None:

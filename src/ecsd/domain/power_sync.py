@@ -59,6 +59,9 @@ async def watch(store: Any, driver: Any, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             dead = await driver.dead_servers()
+            if not dead:
+                suspects.clear()
+                continue        # nothing to look at: no transaction
             moved = await store.run(settle, dead, suspects)
             for server_id in moved:
                 log.warning("server %s stopped on its own: now SHUTOFF", server_id)
