@@ -243,7 +243,7 @@ def top_frames(raw_path: str, n: int = 15) -> list[str]:
            "", "By own time (where the CPU is):", ""]
     out += [f"{i}. {k / samples * 100:.1f}% `{f}`" for i, (f, k) in enumerate(own.most_common(n), 1)]
     ecsd = [(f, k) for f, k in total.most_common()
-            if "ecsd/" in f and not any(x in f for x in ("ecsd/__main__.py", "ecsd/cli.py"))]
+            if "ecsd/" in f and not any(x in f for x in ("ecsd/__main__.py", "ecsd/cli/"))]
     out += ["", "ecsd functions by total time (own + callees):", ""]
     out += [f"{i}. {k / samples * 100:.1f}% `{f}`" for i, (f, k) in enumerate(ecsd[:n], 1)]
     return out

@@ -1,0 +1,124 @@
+"""``ecsd serve``, ``ecsd worker`` and ``ecsd db upgrade``: running the service and its database."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import click
+
+from ecsd import __version__
+from ecsd.cli.base import _data_dir, _db_url, _settings, main
+from ecsd.config import Settings
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@_data_dir
+@_db_url
+@click.option("--driver", type=click.Choice(["simulated", "local"]), default="simulated", show_default=True,
+              help="simulated: no machines, ECSD_SIM_DELAY per step; local: QEMU servers on this host "
+                   "(docs/drivers.md).")
+@click.option("--no-worker", is_flag=True, help="Serve the API only; jobs run in `ecsd worker` processes.")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(host, port, data_dir, database_url, driver, no_worker, log_level) -> None:
+    """Run the API (and, unless --no-worker, the job worker) on HOST:PORT.
+
+    Secret access keys are stored encrypted with the key in DATA_DIR/secret.key (made at first
+    start), or with ECSD_SECRET_KEY when it is set: give every process that shares one PostgreSQL
+    database the same ECSD_SECRET_KEY.
+    """
+    import uvicorn
+
+    from ecsd.app import create_app, prepare_store, write_credentials
+
+    settings = _settings(data_dir, database_url, host=host, port=port, driver=driver)
+    settings.run_worker = not no_worker
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store, creds = prepare_store(settings)
+    store.close()
+    if creds is not None:
+        path = write_credentials(settings, creds)
+        click.echo(f"First start: demo credentials written to {path}")
+        _print_quickstart(settings, creds)
+    click.echo(f"ecsd {__version__} listening on {settings.endpoint} "
+               f"(database: {'PostgreSQL' if settings.database_url else settings.url[len('sqlite:///'):]}, "
+               f"driver: {settings.driver}, worker: {'on' if settings.run_worker else 'off'})")
+    sys.stdout.flush()
+    # The standard asyncio loop, not uvloop: under uvloop a connection among 32 that receive large
+    # responses (a 210 KB server list page) kept missing its turn (p99 50-64 ms against 28-37 ms), and
+    # the short requests were no faster (bench/analysis.md).
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
+                loop="asyncio", http="httptools", lifespan="on", timeout_graceful_shutdown=15)
+
+
+@main.command()
+@_data_dir
+@_db_url
+@click.option("--driver", type=click.Choice(["simulated", "local"]), default="simulated", show_default=True,
+              help="simulated: no machines, ECSD_SIM_DELAY per step; local: QEMU servers on this host "
+                   "(docs/drivers.md).")
+@click.option("--name", default=None, help="Worker name for leases [default: host:pid]. A worker restarted "
+                                           "under the same name takes its unfinished jobs back at once.")
+@click.option("--max-jobs", default=10000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Jobs this worker runs at once.")
+@click.option("--grace", default=10.0, show_default=True, type=click.FloatRange(0, 3600),
+              help="Seconds running steps may take to finish on SIGTERM.")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def worker(data_dir, database_url, driver, name, max_jobs, grace, log_level) -> None:
+    """Run jobs only (no API): scale out beside `ecsd serve --no-worker` on a shared PostgreSQL."""
+
+    import uvloop
+
+    from ecsd import worker as worker_module
+
+    settings = _settings(data_dir, database_url, driver=driver)
+    if name:
+        settings.worker_name = name
+    settings.max_inflight_jobs = max_jobs
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvloop.run(worker_module.run(settings, grace))
+
+
+def _print_quickstart(settings: Settings, creds: dict) -> None:
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": creds["user_name"], "password": creds["password"], "domain": {"name": creds["domain_name"]}}}},
+        "scope": {"project": {"name": creds["project_name"]}}}}
+    click.echo("Get a token with:")
+    click.echo(f"  curl -si -X POST {settings.endpoint}/v3/auth/tokens -H 'Content-Type: application/json' \\\n"
+               f"    -d '{json.dumps(body)}' | grep -i x-subject-token")
+    if creds.get("ak"):
+        click.echo("Or sign requests with the Huawei Cloud SDK (AK/SK):")
+        click.echo(f"  ak:         {creds['ak']}")
+        click.echo(f"  sk:         {creds['sk']}")
+        click.echo(f"  project_id: {creds['project_id']}")
+        click.echo(f"  endpoint:   {settings.endpoint}")
+        click.echo("  e.g. EcsClient.new_builder().with_credentials(BasicCredentials(ak, sk, project_id))"
+                   f".with_endpoint(\"{settings.endpoint}\").build()")
+
+
+@main.group()
+def db() -> None:
+    """Database administration."""
+
+
+@db.command("upgrade")
+@_data_dir
+@_db_url
+def db_upgrade(data_dir, database_url) -> None:
+    """Apply schema migrations (the server also does this at start)."""
+    from ecsd.store import migrate
+    from ecsd.store.db import Store
+
+    settings = _settings(data_dir, database_url)
+    if settings.database_url is None:
+        os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
+    store = Store(settings.url)
+    applied = migrate.upgrade(store.engine)
+    click.echo(f"schema at {migrate.current_revision(store.engine)}" + (" (upgraded)" if applied else ""))
+    store.close()
