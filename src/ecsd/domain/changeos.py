@@ -34,7 +34,7 @@ from ecsd.domain import states as st
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.flavors import get_flavor
 from ecsd.domain.identity import Identity, user_in_domain
-from ecsd.domain.images import visible_image
+from ecsd.domain.images import check_boot_image, check_fits, visible_image
 from ecsd.domain.keypairs import find_keypair
 from ecsd.drivers.base import DiskSource, DriverError, Injection
 from ecsd.engine.engine import JobContext, JobType, Step, StepFailed, submit
@@ -99,26 +99,19 @@ def decode_user_data(value: str) -> bytes:
 
 # --- 1. acceptance ------------------------------------------------------------------------------------
 
-def accept(conn: Connection, ident: Identity, server_id: str, req: OsChange) -> str:
-    """Validate, gate, lock and submit in the caller's transaction. Returns the job id."""
+def accept(conn: Connection, ident: Identity, server_id: str, req: OsChange, driver: Any = None) -> str:
+    """Validate, gate, lock and submit in the caller's transaction. Returns the job id. ``driver``:
+    this host's compute driver, which must be able to boot the new image."""
     server = srv.load(conn, ident.project_id, server_id)                       # 404 Ecs.0114
     if server["locked"]:
         raise EcsError("Ecs.0605")
 
-    image = visible_image(conn, ident.project_id, req.image_id or server["image_id"])
-    if image is None:
-        raise EcsError("Ecs.0031")
-    if image["status"] != "active":
-        raise EcsError("Ecs.0032")
-    if image["virtual_env_type"] != "FusionCompute":
-        raise EcsError("Ecs.0007", f"image {image['id']} is a {image['virtual_env_type']} image, "
-                                   "not a system disk image for an ECS")
+    image = check_boot_image(visible_image(conn, ident.project_id, req.image_id or server["image_id"]),
+                             driver)                                            # Ecs.0031/0032/0007
     if image["hw_firmware_type"] != server["firmware"]:
         raise EcsError("Ecs.0007", f"the image boots with {image['hw_firmware_type'].upper()}, "
                                    f"the ECS with {server['firmware'].upper()}")
-    flavor = get_flavor(conn, server["flavor_id"])
-    if flavor is not None and image["min_ram"] and flavor["ram"] < image["min_ram"]:
-        raise EcsError("Ecs.0007", f"the image needs {image['min_ram']} MB of memory, the flavor has {flavor['ram']} MB")
+    check_fits(image, get_flavor(conn, server["flavor_id"]))                   # Ecs.0007
     if req.byol and image["platform"] not in BYOL_PLATFORMS:
         raise EcsError("Ecs.0090")
 

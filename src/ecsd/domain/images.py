@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.engine import Connection
 
-from ecsd.domain.errors import invalid
+from ecsd.domain.errors import EcsError, invalid
 from ecsd.store.prepared import Prepared
 from ecsd.store.schema import images
 
@@ -81,6 +81,8 @@ class ImageQuery:
     sort_dir: str = "asc"
     limit: int = 500
     marker: str | None = None
+    # Only images carrying this property (the driver's ``boot_property``: images it can boot).
+    requires_property: str | None = None
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -177,7 +179,38 @@ def list_images(conn: Connection, project_id: str, query: ImageQuery) -> tuple[l
         conds.append(images.c.min_ram >= query.min_ram)
     if query.changed_since is not None:
         conds.append(images.c.updated_at >= query.changed_since)
+    if query.requires_property is not None:
+        conds.append(images.c.properties.contains(orjson.dumps(query.requires_property).decode(),
+                                                  autoescape=True))
     order = (key.asc(), tie.asc()) if query.sort_dir == "asc" else (key.desc(), tie.desc())
     rows = conn.execute(select(images).where(and_(*conds)).order_by(*order).limit(query.limit + 1)).all()
     page = [_load(r) for r in rows[:query.limit]]
     return page, len(rows) > query.limit
+
+
+# --- the image of a new system disk ----------------------------------------------------------------
+
+def check_boot_image(image: dict[str, Any] | None, driver: Any) -> dict[str, Any]:
+    """``image`` (from :func:`visible_image`) as the source of a new system disk (create, change OS):
+    it exists (else Ecs.0031), is active (Ecs.0032), is a system-disk image for an ECS (Ecs.0007)
+    and this host's driver can boot it (Ecs.0007: e.g. an image without a file in the local
+    driver's image store, docs/decisions.md)."""
+    if image is None:
+        raise EcsError("Ecs.0031")
+    if image["status"] != "active":
+        raise EcsError("Ecs.0032")
+    if image["virtual_env_type"] != "FusionCompute":
+        raise EcsError("Ecs.0007", f"image {image['id']} is a {image['virtual_env_type']} image, "
+                                   "not a system disk image for an ECS")
+    why = driver.unusable_image(image["properties"]) if driver is not None else None
+    if why is not None:
+        raise EcsError("Ecs.0007", f"image {image['id']} cannot be booted by this host's "
+                                   f"{driver.name} driver: {why}")
+    return image
+
+
+def check_fits(image: dict[str, Any], flavor: dict[str, Any] | None) -> None:
+    """The flavor has the memory the image needs (else Ecs.0007)."""
+    if flavor is not None and image["min_ram"] and flavor["ram"] < image["min_ram"]:
+        raise EcsError("Ecs.0007", f"the image needs {image['min_ram']} MB of memory, "
+                                   f"the flavor has {flavor['ram']} MB")

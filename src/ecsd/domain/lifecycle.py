@@ -24,7 +24,7 @@ from ecsd.domain.changeos import check_password, decode_user_data, driver_call, 
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.flavors import SELLING, get_flavor, status_in_az
 from ecsd.domain.identity import Identity
-from ecsd.domain.images import visible_image
+from ecsd.domain.images import check_boot_image, check_fits, visible_image
 from ecsd.domain.keypairs import find_keypair
 from ecsd.drivers.base import DiskSource, Injection
 from ecsd.engine.engine import JobContext, JobType, Step, settle_parent, submit
@@ -117,7 +117,7 @@ def _fixed_ips(conn: Connection, project_id: str, spec: ServerSpec) -> None:
 
 
 def accept_create(conn: Connection, ident: Identity, spec: ServerSpec, client_token: str | None = None,
-                  digest: str = "") -> tuple[str, list[str]]:
+                  digest: str = "", driver: Any = None) -> tuple[str, list[str]]:
     """Validate and submit a createServer job. Returns (job id, server ids).
 
     With a ``client_token`` (X-Client-Token), a repeat of a request already accepted under it returns
@@ -128,13 +128,13 @@ def accept_create(conn: Connection, ident: Identity, spec: ServerSpec, client_to
         earlier = idempotency.reserve(conn, ident.project_id, client_token, digest)
         if earlier is not None:
             return earlier
-        job_id, server_ids = _accept_create(conn, ident, spec)
+        job_id, server_ids = _accept_create(conn, ident, spec, driver)
         idempotency.record(conn, ident.project_id, client_token, job_id, server_ids)
         return job_id, server_ids
-    return _accept_create(conn, ident, spec)
+    return _accept_create(conn, ident, spec, driver)
 
 
-def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec) -> tuple[str, list[str]]:
+def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec, driver: Any) -> tuple[str, list[str]]:
     check_name(spec.name, spec.count)
     check_description(spec.description)
     if spec.count < 1:
@@ -151,13 +151,7 @@ def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec) -> tuple
         if volumetype not in VOLUME_TYPES:
             raise EcsError("Ecs.0043", f"volumetype {volumetype} does not exist; "
                                        f"use one of {', '.join(VOLUME_TYPES)}")
-    image = visible_image(conn, ident.project_id, spec.image_id)
-    if image is None:
-        raise EcsError("Ecs.0031")
-    if image["status"] != "active":
-        raise EcsError("Ecs.0032")
-    if image["virtual_env_type"] != "FusionCompute":
-        raise EcsError("Ecs.0007", f"image {image['id']} is not a system disk image")
+    image = check_boot_image(visible_image(conn, ident.project_id, spec.image_id), driver)  # Ecs.0031/0032/0007
     az = spec.availability_zone or DEFAULT_AZ
     if az not in AVAILABILITY_ZONES:
         raise invalid(f"availability_zone {az} does not exist")
@@ -169,8 +163,7 @@ def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec) -> tuple
         raise EcsError("Ecs.0029", f"flavor {flavor['id']} is no longer offered in {az}")
     if sale not in SELLING:
         raise EcsError("Ecs.0319", f"flavor {flavor['id']} is {sale} in {az}")
-    if image["min_ram"] and flavor["ram"] < image["min_ram"]:
-        raise EcsError("Ecs.0007", f"the image needs at least {image['min_ram']} MB of memory")
+    check_fits(image, flavor)                                                       # Ecs.0007
     size = spec.size or image["min_disk"]
     if size < image["min_disk"]:
         raise invalid(f"root_volume.size must be at least the image's min_disk ({image['min_disk']} GB)")

@@ -7,8 +7,9 @@ when V is gone is a no-op, "attach V" when attached is a no-op.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class DriverError(Exception):
@@ -36,6 +37,13 @@ class Injection:
 
 class ComputeDriver(Protocol):
     name: str
+    # Which images this driver can make a bootable system disk from. ``boot_property``: a property
+    # that every such image carries (None: any image); listings show only those images.
+    # ``unusable_image(properties)``: why this image cannot be booted here, or None; acceptance
+    # refuses such an image with Ecs.0007 (domain/images.py: check_boot_image).
+    boot_property: str | None
+
+    def unusable_image(self, properties: Mapping[str, Any]) -> str | None: ...
 
     async def create_disk(self, volume_id: str, source: DiskSource | None, size_gb: int) -> None: ...
     # source None: a blank data disk

@@ -28,6 +28,10 @@ _ID = re.compile(r"^[0-9a-f-]{36}$")
 
 class SimulatedDriver:
     name = "simulated"
+    boot_property = None            # every image can be "booted"
+
+    def unusable_image(self, properties) -> str | None:
+        return None
 
     def __init__(self, delay: float = 0.3, disk_dir: str | None = None, oplog: str | None = None) -> None:
         self.delay = delay

@@ -130,7 +130,8 @@ def _handler(reinstall: bool, cloud_init: bool):
     async def handle(request: Request, ctx: Ctx) -> Response:
         body = parse(model, await read_json(request, ctx.services.settings.max_body_bytes))
         req = to_domain(body, reinstall, cloud_init)
-        job_id = await ctx.services.store.run(changeos.accept, ctx.ident, request.path_params["server_id"], req)
+        job_id = await ctx.services.store.run(changeos.accept, ctx.ident, request.path_params["server_id"], req,
+                                              ctx.services.driver)
         ctx.services.submitted()
         return json({"job_id": job_id})
 

@@ -183,6 +183,7 @@ def _not_found(image_id: str) -> EcsError:
 
 
 async def _page(ctx: Ctx, project_id: str, query: domain.ImageQuery) -> tuple[list[dict], bool]:
+    query.requires_property = ctx.services.driver.boot_property      # only images this host can boot
     page, more = await ctx.services.store.run(domain.list_images, project_id, query)
     return page, more and bool(page)
 

@@ -203,7 +203,7 @@ async def _rebuild(ctx: Ctx, server_id: str, args: Any) -> Response:
     def run(conn):
         if body.name is not None or body.description is not None:
             srv.update_details(conn, ctx.ident.project_id, server_id, body.name, body.description)
-        changeos.accept(conn, ctx.ident, server_id, req)
+        changeos.accept(conn, ctx.ident, server_id, req, ctx.services.driver)
         return srv.load(conn, ctx.ident.project_id, server_id)
 
     row = await ctx.services.store.run(run)

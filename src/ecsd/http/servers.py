@@ -121,7 +121,7 @@ async def create_servers(request: Request, ctx: Ctx) -> Response:
     digest = idempotency.fingerprint(body.model_dump(mode="json")) if token is not None else ""
 
     def run(conn):
-        accepted = lifecycle.accept_create(conn, ctx.ident, spec, token, digest)
+        accepted = lifecycle.accept_create(conn, ctx.ident, spec, token, digest, ctx.services.driver)
         if body.dry_run:
             raise _DryRun   # every check passed; roll the transaction back
         return accepted

@@ -136,6 +136,15 @@ def make_local_driver(settings: Any) -> LocalDriver:
 
 class LocalDriver:
     name = "local"
+    # Only images imported into this host's image store (``ecsd images import``) have a file to boot.
+    boot_property = images.FILE_KEY
+
+    def unusable_image(self, properties: Mapping[str, Any]) -> str | None:
+        try:
+            images.source_file(self.layout.images, DiskSource("", "", 0, dict(properties)))
+        except DriverError as exc:
+            return str(exc)
+        return None
 
     def __init__(self, root: str, options: LocalOptions | None = None) -> None:
         self.options = options or LocalOptions()
