@@ -12,6 +12,12 @@ from ecsd.domain.error_catalogue import CATALOGUE
 EXTRA: dict[str, tuple[int, str]] = {
     "Common.0404": (404, "The requested resource does not exist."),
     "Common.0405": (405, "The request method is not allowed for this resource."),
+    # Refused by the HTTP server before the application runs (http/server.py, docs/security.md).
+    "Common.0400": (400, "The HTTP request is malformed."),
+    "Common.0408": (408, "The request was not received in time."),
+    "Common.0431": (431, "The request headers are too large."),
+    # Too many failed logins from one client address (domain/lockout.py); the API gateway's code.
+    "APIGW.0308": (429, "The throttling threshold has been reached."),
 }
 
 
