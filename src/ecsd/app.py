@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from ecsd.config import Settings
 from ecsd.domain import access_keys, power_sync, recovery, seed
@@ -41,10 +42,17 @@ from ecsd.http import (
     versions,
 )
 from ecsd.http.auth import Authenticator
-from ecsd.http.core import RequestIdMiddleware, on_ecs_error, on_http_exception, on_unexpected
+from ecsd.http.core import (
+    RequestIdMiddleware,
+    on_client_disconnect,
+    on_ecs_error,
+    on_http_exception,
+    on_store_busy,
+    on_unexpected,
+)
 from ecsd.http.routing import IndexedRouter
 from ecsd.store import migrate
-from ecsd.store.db import Store
+from ecsd.store.db import Store, StoreBusy
 
 log = logging.getLogger("ecsd")
 
@@ -153,7 +161,8 @@ def create_app(settings: Settings) -> Starlette:
                    changeos, jobs):
         routes.extend(module.routes)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        EcsError: on_ecs_error, HTTPException: on_http_exception, Exception: on_unexpected})
+        EcsError: on_ecs_error, HTTPException: on_http_exception, ClientDisconnect: on_client_disconnect,
+        StoreBusy: on_store_busy, Exception: on_unexpected})
     app.router = IndexedRouter(routes, lifespan=lifespan)    # same routes, fewer regexes tried per request
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -3,6 +3,12 @@
 Handlers are written as ``async def handler(request, ctx)`` and wrapped with :func:`endpoint`, which
 authenticates the caller, checks the project in the path, and turns every failure into the
 documented ``{"error": {"code", "message"}}`` body. Nothing here knows a business rule.
+
+Errors take one of three paths, each ending in the same body: the :func:`endpoint` wrapper (every
+authenticated handler); the handlers registered on the app (``on_ecs_error``, ``on_http_exception``,
+``on_client_disconnect``, ``on_unexpected``) for what happens outside it (health, the token
+endpoint, 404/405); and ``http/server.py`` for requests refused before the application runs. A new
+handler uses the wrapper; nothing else answers errors.
 """
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from ecsd.domain.clock import new_hex_id
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.identity import Identity
+from ecsd.store.db import StoreBusy
 
 log = logging.getLogger("ecsd.http")
 M = TypeVar("M", bound=BaseModel)
@@ -84,6 +91,20 @@ async def on_http_exception(_request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(EcsError("Common.0404"))
     return error_response(EcsError("Ecs.0000", str(exc.detail), status=exc.status_code))
+
+
+async def on_client_disconnect(request: Request, _exc: Exception) -> Response:
+    """The client went away mid-request (e.g. while sending its body): not an error of the service.
+    Nothing is sent (the connection is gone); the status is what an access log would show."""
+    log.info("client disconnected during %s %s", request.method, request.url.path)
+    return Response(status_code=499)
+
+
+async def on_store_busy(request: Request, exc: Exception) -> Response:
+    """Another process kept the SQLite database locked (store/db.py: WRITE_LOCK_WAIT): try again later."""
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(EcsError("Common.1503", "the database is busy", status=503,
+                                   message="Api flow control Error because the database is busy."))
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
@@ -185,6 +206,10 @@ def endpoint(auth: str = "project") -> Callable[[Handler], Callable[[Request], A
                 return await fn(request, Ctx(services, ident))
             except EcsError as err:
                 return error_response(err)
+            except ClientDisconnect as exc:
+                return await on_client_disconnect(request, exc)
+            except StoreBusy as exc:
+                return await on_store_busy(request, exc)
             except Exception:  # never a stack trace to the caller
                 log.exception("unexpected error on %s %s", request.method, request.url.path)
                 return error_response(EcsError("Common.0001"))

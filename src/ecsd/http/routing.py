@@ -11,6 +11,9 @@ stock router (trailing-slash redirects, 404).
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
+from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Match, Route, Router, get_route_path
 from starlette.types import Receive, Scope, Send
 
@@ -77,4 +80,24 @@ class IndexedRouter(Router):
             scope.update(partial_scope)
             await partial.handle(scope, receive, send)
             return
-        await super().app(scope, receive, send)    # no route: redirects and 404 as Starlette does them
+        if await self._redirect_slash(scope, receive, send, path):
+            return
+        await self.default(scope, receive, send)      # 404
+
+    async def _redirect_slash(self, scope: Scope, receive: Receive, send: Send, path: str) -> bool:
+        if path == "/" or path.startswith("//"):
+            return False
+        other = path.rstrip("/") if path.endswith("/") else path + "/"
+        if not other or other.startswith("//"):
+            return False
+        probe = {**scope, "path": other, "root_path": ""}
+        for route in self.routes:
+            match, _ = route.matches(probe)
+            if match is not Match.NONE:
+                location = quote(other, safe="/:@!$&'()*+,;=-._~")
+                query = scope.get("query_string", b"")
+                if query:
+                    location += "?" + quote(query.decode("latin-1"), safe="%=&;+/:@!$'()*,?-._~")
+                await RedirectResponse(location)(scope, receive, send)
+                return True
+        return False
