@@ -9,6 +9,12 @@ transaction. Async callers (HTTP handlers, the job engine) go through :meth:`Sto
   :meth:`Store.run`).
 * PostgreSQL: the transaction runs on a bounded thread pool, so that many requests wait on the
   network and on commit flushes at once (group commit) while the event loop goes on.
+
+The event loop never waits for a lock here. On SQLite its connection has no busy timeout: when
+another process (an admin command, a second process on the same file) holds the write lock, the
+BEGIN fails at once and is retried after an ``asyncio.sleep`` with backoff, up to
+``WRITE_LOCK_WAIT`` seconds (then :class:`StoreBusy`, answered 503). Readiness (:meth:`Store.ping`)
+runs on a thread of its own with a deadline, and never takes the write lock.
 """
 
 from __future__ import annotations
@@ -28,6 +34,20 @@ from sqlalchemy.engine import Connection, Engine
 
 T = TypeVar("T")
 log = logging.getLogger("ecsd.store")
+WRITE_LOCK_WAIT = 30.0   # seconds a loop transaction waits (asynchronously) for another process's write lock
+PING_TIMEOUT = 2.0       # seconds readiness waits for the database
+
+
+class StoreBusy(Exception):
+    """The database stayed locked by another process for ``WRITE_LOCK_WAIT`` seconds."""
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED, raw or wrapped by SQLAlchemy."""
+    exc = getattr(exc, "orig", None) or exc
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        or "locked" in str(exc) or "busy" in str(exc))
 READ_ONLY = "ecsd_read_only"     # Connection.info flag: the transaction being begun only reads
 _UNCOMMITTED = "ecsd_in_batch"   # Connection.info flag: a group commit is open on this connection
 
@@ -105,6 +125,8 @@ class Store:
         # the pool). Opened on first use, so that a Store made in one thread can be used in another.
         self._loop_conn: Connection | None = None
         self._batch: _Batch | None = None
+        self._ping_thread: ThreadPoolExecutor | None = None
+        self._ping: asyncio.Future | None = None
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
@@ -119,7 +141,25 @@ class Store:
         conn = self._loop_conn
         if conn is None or conn.closed or conn.invalidated:
             conn = self._loop_conn = self.engine.connect()
+            # The loop never sleeps in SQLite's busy handler: a locked BEGIN fails at once (_begin_waiting).
+            conn.connection.driver_connection.execute("PRAGMA busy_timeout=0")
         return conn
+
+    async def _begin_waiting(self, begin: Callable[[], T]) -> T:
+        """``begin()``, retried while another process holds the lock, asleep in between (the loop goes on)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WRITE_LOCK_WAIT
+        delay = 0.001
+        while True:
+            try:
+                return begin()
+            except Exception as exc:
+                if not _is_busy(exc):
+                    raise
+                if loop.time() >= deadline:
+                    raise StoreBusy(f"the database stayed locked for {WRITE_LOCK_WAIT:g} s") from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(conn, ...)`` atomically; return once its effects are committed.
@@ -133,7 +173,9 @@ class Store:
         if self._pool is not None:
             return await asyncio.get_running_loop().run_in_executor(
                 self._pool, functools.partial(self.run_sync, fn, *args, **kwargs))
-        batch = self._batch or self._open_batch()
+        batch = self._batch
+        if batch is None:
+            batch = await self._begin_waiting(lambda: self._batch or self._open_batch())
         batch.raw.execute("SAVEPOINT ecsd_call")
         try:
             result = fn(batch.conn, *args, **kwargs)
@@ -183,30 +225,64 @@ class Store:
         it and answers after its commit, so it never reports what is not yet durable."""
         if self._pool is not None:
             return await self.run(fn, *args, **kwargs)
-        batch = self._batch
-        if batch is not None:
-            result = fn(batch.conn, *args, **kwargs)
-            await asyncio.shield(batch.done)
-            return result
-        conn = self._conn()
-        conn.info[READ_ONLY] = True
-        try:
-            tx = conn.begin()
-        finally:
-            conn.info[READ_ONLY] = False
-        with tx:
-            return fn(conn, *args, **kwargs)
+        loop = asyncio.get_running_loop()
+        deadline = None
+        delay = 0.001
+        while True:
+            batch = self._batch
+            if batch is not None:
+                result = fn(batch.conn, *args, **kwargs)
+                await asyncio.shield(batch.done)
+                return result
+            conn = self._conn()
+            conn.info[READ_ONLY] = True
+            try:
+                tx = conn.begin()
+            except Exception as exc:   # WAL readers are rarely refused (recovery, checkpoint): wait, asleep
+                if not _is_busy(exc):
+                    raise
+                deadline = deadline or loop.time() + WRITE_LOCK_WAIT
+                if loop.time() >= deadline:
+                    raise StoreBusy(f"the database stayed locked for {WRITE_LOCK_WAIT:g} s") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+                continue
+            finally:
+                conn.info[READ_ONLY] = False
+            with tx:
+                return fn(conn, *args, **kwargs)
 
-    def ping_sync(self) -> None:
-        """A fresh connection from the pool answers (what readiness means)."""
+    def ping_sync(self) -> str | None:
+        """A fresh connection from the pool answers, in a transaction that takes no write lock.
+        Returns the schema revision (Alembic's), None when there is none."""
         with self.engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
+            conn.info[READ_ONLY] = True
+            try:
+                with conn.begin():
+                    conn.exec_driver_sql("SELECT 1")
+                    try:
+                        with conn.begin_nested():
+                            return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+                    except Exception:  # noqa: BLE001 - no such table: a database that was never migrated
+                        return None
+            finally:
+                conn.info[READ_ONLY] = False
 
-    async def ping(self) -> None:
-        if self._pool is None:
-            self.ping_sync()
-        else:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self.ping_sync)
+    async def ping(self, timeout: float = PING_TIMEOUT) -> str | None:
+        """:meth:`ping_sync` on a thread of its own (not behind the transactions' pool), shared by
+        concurrent callers; TimeoutError after ``timeout`` seconds. The event loop never waits for it."""
+        if self._ping is None:
+            if self._ping_thread is None:
+                self._ping_thread = ThreadPoolExecutor(1, thread_name_prefix="ecsd-ping")
+            self._ping = asyncio.get_running_loop().run_in_executor(self._ping_thread, self.ping_sync)
+            self._ping.add_done_callback(self._ping_done)
+        return await asyncio.wait_for(asyncio.shield(self._ping), timeout)
+
+    def _ping_done(self, fut: asyncio.Future) -> None:
+        if self._ping is fut:
+            self._ping = None
+        if not fut.cancelled():
+            fut.exception()        # retrieved: a ping nobody waits for any more must not warn
 
     def close(self) -> None:
         if self._batch is not None:     # the loop stopped before the turn that would commit it
@@ -216,4 +292,6 @@ class Store:
             self._loop_conn = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        if self._ping_thread is not None:
+            self._ping_thread.shutdown(wait=False)
         self.engine.dispose()
