@@ -53,7 +53,7 @@ class Signer:
     def build(self, method: str, path: str, *, params: list[tuple[str, str]] | None = None,
               body: Any = None, headers: dict[str, str] | None = None, project_header: bool = True,
               date: str | None = None, signed: list[str] | None = None, sk: str | None = None,
-              algorithm: str = "SDK-HMAC-SHA256") -> dict:
+              algorithm: str = "SDK-HMAC-SHA256", payload: str | None = None) -> dict:
         """The request as the SDK would put it on the wire: path, query, headers, body."""
         path = path.replace("{pid}", self.pid)
         if body is None:
@@ -78,7 +78,7 @@ class Signer:
         canonical = "\n".join([
             method.upper(), uri, query,
             "".join(f"{n}:{lookup.get(n, '').strip()}\n" for n in names),
-            ";".join(names), hashlib.sha256(raw).hexdigest()])
+            ";".join(names), payload or hashlib.sha256(raw).hexdigest()])
         to_sign = "\n".join([algorithm, hdrs["X-Sdk-Date"], hashlib.sha256(canonical.encode()).hexdigest()])
         sig = hmac.new((sk or self.sk).encode(), to_sign.encode(), hashlib.sha256).hexdigest()
         hdrs["Authorization"] = (f"{algorithm} Access={self.ak}, SignedHeaders={';'.join(names)}, "
@@ -135,6 +135,20 @@ def signer(client, creds) -> Signer:
 
 def assert_denied(resp) -> dict:
     return assert_error(resp, 401, "APIGW.0301")
+
+
+def test_an_unsigned_payload_is_refused_for_any_body(signer):
+    """X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD leaves the body out of the signature, so that a captured
+    request could be replayed with another body. Every body of this API is JSON (whatever its
+    Content-Type says), so it is refused wherever a body is sent."""
+    before = signer.get("/v1/{pid}/cloudservers/detail").json()["count"]
+    body = {"server": {"name": "unsigned", "imageRef": s.UBUNTU, "flavorRef": "s3.small.1", "vpcid": s.VPC,
+                       "nics": [{"subnet_id": s.SUBNET}], "root_volume": {"volumetype": "SSD"}}}
+    for content_type in ("text/plain", "application/octet-stream", "application/json"):
+        req = signer.build("POST", "/v1/{pid}/cloudservers", body=body, payload="UNSIGNED-PAYLOAD",
+                           headers={"Content-Type": content_type, "X-Sdk-Content-Sha256": "UNSIGNED-PAYLOAD"})
+        assert_denied(signer.send(req))
+    assert signer.get("/v1/{pid}/cloudservers/detail").json()["count"] == before
 
 
 # --- accepted -----------------------------------------------------------------------------------------

@@ -169,32 +169,23 @@ def canonical_headers(headers: Iterable[tuple[bytes, bytes]], signed_headers: It
                     for name in signed_headers)
 
 
-def _is_json_type(content_type: str) -> bool:
-    ct = content_type.strip().lower()
-    return ct.startswith(("application/json", "application/bson"))
-
-
 def payload_hash(body: bytes, headers: Iterable[tuple[bytes, bytes]], signed_headers: Iterable[str]) -> str:
-    """Hex SHA-256 of the body; ``UNSIGNED-PAYLOAD`` only where the client signed that choice.
+    """Hex SHA-256 of the body: always, whatever the client declares.
 
-    The literal is honoured when ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`` and Content-Type are both
-    signed, the body is not empty and the Content-Type is not JSON or BSON. Any other value of that
-    header, or the literal on a JSON body, is refused: a client must not declare a hash of its choice.
+    The SDK signs ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`` for bodies that are not JSON (uploads
+    elsewhere in the cloud), which leaves the body out of the signature. Every body this API takes is
+    read as JSON, whatever its Content-Type says, so a request carrying that header with a body is
+    refused: a captured request could otherwise be replayed with another body. An empty body is
+    hashed as the empty string; any other declared hash is refused too.
     """
     hs = list(headers)
-    signed = set(signed_headers)
-    digest = hashlib.sha256(body).hexdigest()
     declared = header_values(hs, "x-sdk-content-sha256")
-    if "x-sdk-content-sha256" not in signed or not declared or not body:
-        return digest
-    if _strip(declared[0]) != UNSIGNED_PAYLOAD.encode():
-        raise SignatureError(f"X-Sdk-Content-Sha256 may only be {UNSIGNED_PAYLOAD}")
-    content_type = header_values(hs, "content-type")
-    if "content-type" not in signed or not content_type:
-        raise SignatureError(f"{UNSIGNED_PAYLOAD} needs a signed Content-Type")
-    if _is_json_type(content_type[0].decode("latin-1")):
-        raise SignatureError(f"{UNSIGNED_PAYLOAD} is not accepted for JSON bodies")
-    return UNSIGNED_PAYLOAD
+    if declared and body and "x-sdk-content-sha256" in set(signed_headers):
+        if _strip(declared[0]) == UNSIGNED_PAYLOAD.encode():
+            raise SignatureError(f"{UNSIGNED_PAYLOAD} is not accepted: every body of this API is JSON and "
+                                 "must be signed")
+        raise SignatureError(f"X-Sdk-Content-Sha256 may only be {UNSIGNED_PAYLOAD}, and only without a body")
+    return hashlib.sha256(body).hexdigest()
 
 
 def canonical_request(method: str, raw_path: bytes | str, raw_query: bytes | str,
