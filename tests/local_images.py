@@ -4,7 +4,8 @@ Two tiny bootable "operating systems", A and B, are ext4 file systems made with 
 staging folder (static busybox, an ``/etc/os-release`` of their own, an init): no mounting, no loop
 devices. Their init prints ``/etc/os-release`` and ``/root/.ssh/authorized_keys`` to the serial
 console between two marker lines, starts busybox acpid first (so that an ACPI power-down ends the
-server), then waits.
+server), then waits. A third, X, is built the same way but does not boot: its init exits at once
+(the kernel then panics with "Attempted to kill init!").
 
 The driver's kernel and initramfs are built from a Debian kernel package (``ecsd.drivers.local.boot``).
 Everything is built once into ``~/.cache/ecsd-test-images`` (``ECSD_TEST_IMAGE_CACHE``), never into
@@ -33,6 +34,7 @@ KERNEL_HINT = ("no Debian kernel package: run `cd ~/.cache/ecsd-test-images && a
 OS = {
     "A": {"ID": "ecsd-a", "NAME": "ecsd test OS A", "VERSION": "1.0 (Alder)", "PRETTY_NAME": "ecsd test OS A"},
     "B": {"ID": "ecsd-b", "NAME": "ecsd test OS B", "VERSION": "2.0 (Birch)", "PRETTY_NAME": "ecsd test OS B"},
+    "X": {"ID": "ecsd-x", "NAME": "ecsd test OS X", "VERSION": "0 (broken)", "PRETTY_NAME": "ecsd test OS X"},
 }
 
 INIT = """#!/bin/sh
@@ -53,7 +55,17 @@ echo "ECS-BOOT-MARKER end os=$ID uptime=$(cut -d' ' -f1 /proc/uptime)"
 while true; do sleep 3600; done
 """
 
+# Image X: an init that exits at once, so that the image never comes up.
+BROKEN_INIT = """#!/bin/sh
+echo "ecsd test OS X: init exits with status 1"
+exit 1
+"""
+
 POWER_BUTTON = "#!/bin/sh\nsync\npoweroff -f\n"
+
+
+def _init(letter: str) -> str:
+    return BROKEN_INIT if letter == "X" else INIT
 
 
 def missing_tools() -> str | None:
@@ -86,7 +98,7 @@ def boot_kit() -> boot.BootKit:
 
 def _recipe(letter: str, busybox: str) -> str:
     h = hashlib.sha256()
-    h.update(INIT.encode() + POWER_BUTTON.encode() + repr(sorted(OS[letter].items())).encode())
+    h.update(_init(letter).encode() + POWER_BUTTON.encode() + repr(sorted(OS[letter].items())).encode())
     with open(busybox, "rb") as fh:
         h.update(hashlib.sha256(fh.read()).digest())
     return h.hexdigest()[:12]
@@ -109,14 +121,14 @@ def _stage(root: str, letter: str, busybox: str) -> None:
             fh.write(text)
         os.chmod(path, mode)
 
-    write("sbin/init", INIT, 0o755)
+    write("sbin/init", _init(letter), 0o755)
     write("etc/acpi/PWRF/00000080", POWER_BUTTON, 0o755)
     write("etc/os-release", "".join(f'{k}="{v}"\n' for k, v in OS[letter].items()), 0o644)
     write("etc/hostname", f"os-{letter.lower()}\n", 0o644)
 
 
 def os_image(letter: str) -> str:
-    """The raw ext4 image of test OS ``letter`` ("A" or "B"), built on first use (about 0.1 s)."""
+    """The raw ext4 image of test OS ``letter`` ("A", "B" or the broken "X"), built on first use (about 0.1 s)."""
     busybox = boot.static_busybox()
     path = os.path.join(CACHE, f"os-{letter.lower()}-{_recipe(letter, busybox)}.raw")
     if os.path.isfile(path):

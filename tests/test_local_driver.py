@@ -1,5 +1,6 @@
-"""The local QEMU driver: driver-level checks (no boot, about 2 s) and one real change OS through the
-public HTTP API (two boots under TCG, about 15-30 s).
+"""The local QEMU driver: driver-level checks (no boot, about 2 s); through the public HTTP API, images
+it cannot boot refused and hidden (no boot), one real change OS (three boots under TCG, about 15-30 s),
+and a change OS to an image whose init exits, which must FAIL with Ecs.0226 (two boots, about 15 s).
 
 Skipped, with the reason, where the host lacks QEMU, e2fsprogs, static busybox or a Debian kernel
 package (see tests/local_images.py and docs/drivers.md for the packages).
@@ -23,7 +24,8 @@ from ecsd.drivers.local import LocalDriver, LocalOptions
 from ecsd.drivers.local.disks import fuse_usable
 from ecsd.drivers.local.images import FILE_KEY, import_image, register
 from tests import local_images
-from tests.support import SUBNET, VPC, Api
+from tests import support as s
+from tests.support import SUBNET, VPC, Api, assert_error
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +55,7 @@ def kit():
 
 @pytest.fixture(scope="module")
 def os_files():
-    return {letter: local_images.os_image(letter) for letter in "AB"}
+    return {letter: local_images.os_image(letter) for letter in "ABX"}
 
 
 def make_driver(root: str, fmt: str = "raw", **kw) -> LocalDriver:
@@ -307,6 +309,20 @@ def _seconds(job: dict) -> float:
     return ts(job["end_time"]) - ts(job["begin_time"])
 
 
+def _import(settings, os_files, letters: str) -> dict[str, dict]:
+    """Images imported into the local driver's store and registered, as ``ecsd images import`` does."""
+    from ecsd.store.db import Store
+
+    root = os.path.join(settings.data_dir, "local")
+    rows = {k: import_image(os.path.join(root, "images"), os_files[k], name=f"ecsd-test-os-{k}") for k in letters}
+    store = Store(settings.url)
+    with store.tx() as conn:
+        for row in rows.values():
+            register(conn, row)
+    store.close()
+    return rows
+
+
 @pytest.fixture
 def local_settings(settings, kit, monkeypatch):
     """The usual test settings (copied database, demo tenant) with the local driver."""
@@ -323,16 +339,8 @@ def local_settings(settings, kit, monkeypatch):
 
 def test_change_os_boots_the_new_image_with_the_new_key(local_settings, creds, os_files):
     from ecsd.app import create_app
-    from ecsd.store.db import Store
 
-    root = os.path.join(local_settings.data_dir, "local")
-    rows = {k: import_image(os.path.join(root, "images"), os_files[k], name=f"ecsd-test-os-{k}") for k in "AB"}
-    store = Store(local_settings.url)
-    with store.tx() as conn:
-        for row in rows.values():
-            register(conn, row)
-    store.close()
-
+    rows = _import(local_settings, os_files, "AB")
     with TestClient(create_app(local_settings), raise_server_exceptions=False) as client:
         api = Api(client, creds)
         driver = client.app.state.services.driver
@@ -398,6 +406,79 @@ def test_change_os_boots_the_new_image_with_the_new_key(local_settings, creds, o
 
         print(f"\nlocal driver: create+boot {_seconds(created):.1f} s, change OS {change_took:.1f} s "
               f"(job {_seconds(changed):.1f} s): {steps}")
+
+
+def test_images_this_driver_cannot_boot_are_refused_and_not_listed(local_settings, creds, os_files):
+    """The seeded catalogue has no files here: change OS and create refuse it (Ecs.0007), listings hide it."""
+    from ecsd.app import create_app
+
+    local_settings.driver = "simulated"        # a server made earlier, when the simulated driver ran
+    with TestClient(create_app(local_settings), raise_server_exceptions=False) as client:
+        sid = Api(client, creds).create_servers(s.UBUNTU)[0]
+    local_settings.driver = "local"
+    rows = _import(local_settings, os_files, "A")
+    with TestClient(create_app(local_settings), raise_server_exceptions=False) as client:
+        api = Api(client, creds)
+        assert client.app.state.services.driver.name == "local"
+        before = api.server(sid)
+        disks = api.get(f"/v1/{{pid}}/cloudservers/{sid}/block_device").json()
+        for path, body in ((f"/v1/{{pid}}/cloudservers/{sid}/changeos", {"os-change": {"imageid": s.DEBIAN}}),
+                           (f"/v2/{{pid}}/cloudservers/{sid}/changeos", {"os-change": {"imageid": s.DEBIAN}}),
+                           ("/v1/{pid}/cloudservers", {"server": {
+                               "name": "x", "imageRef": s.DEBIAN, "flavorRef": "s3.small.1", "vpcid": VPC,
+                               "nics": [{"subnet_id": SUBNET}], "root_volume": {"volumetype": "SSD"}}})):
+            err = assert_error(api.post(path, body), 400, "Ecs.0007")
+            assert "local driver" in err["message"], err
+        after = api.server(sid)
+        assert (after["status"], after["image"]["id"], after["OS-EXT-STS:task_state"]) == \
+            (before["status"], s.UBUNTU, before["OS-EXT-STS:task_state"])
+        assert api.get(f"/v1/{{pid}}/cloudservers/{sid}/block_device").json() == disks
+        assert os.listdir(os.path.join(local_settings.data_dir, "local", "disks")) == []
+        assert api.get("/v1/{pid}/cloudservers/detail").json()["count"] == 1      # nothing was created
+
+        only_a = {rows["A"]["id"]}
+        ims = api.get("/v2/cloudimages?limit=1000").json()["images"]
+        glance = api.get("/v2/images?limit=1000").json()["images"]
+        nova = api.get("/v2.1/{pid}/images/detail").json()["images"]
+        assert {i["id"] for i in ims} == {i["id"] for i in glance} == {i["id"] for i in nova} == only_a
+
+
+def test_change_os_to_an_image_that_does_not_boot_fails(local_settings, creds, os_files, monkeypatch):
+    """Without a boot marker: the generic check (hand-over to the image's init, QEMU alive a settle
+    interval later) passes for a healthy image and fails a change OS to an image whose init exits."""
+    from ecsd.app import create_app
+
+    monkeypatch.delenv("ECSD_LOCAL_BOOT_MARKER")
+    rows = _import(local_settings, os_files, "AX")
+    with TestClient(create_app(local_settings), raise_server_exceptions=False) as client:
+        api = Api(client, creds)
+        driver = client.app.state.services.driver
+        assert driver.options.boot_marker is None
+        r = api.post("/v1/{pid}/cloudservers", {"server": {
+            "name": "broken", "imageRef": rows["A"]["id"], "flavorRef": "s3.small.1", "vpcid": VPC,
+            "nics": [{"subnet_id": SUBNET}], "root_volume": {"volumetype": "SSD"}}})
+        assert r.status_code == 200, r.text
+        created = _wait(api, r.json()["job_id"], 120)
+        sid = created["entities"]["sub_jobs"][0]["entities"]["server_id"]
+        assert local_images.MARKER_END in read_text(driver.console_log(sid))     # it really came up
+        boot_a = [sec for op, ident, sec in driver.timings if op == "boot" and ident == sid]
+
+        r = api.post(f"/v1/{{pid}}/cloudservers/{sid}/changeos",
+                     {"os-change": {"imageid": rows["X"]["id"], "mode": "withStopServer"}})
+        assert r.status_code == 200, r.text
+        job = api.wait_job(r.json()["job_id"], timeout=120)
+        assert job["status"] == "FAIL" and job["error_code"] == "Ecs.0226", job
+        assert "Attempted to kill init" in job["fail_reason"], job
+        assert "init exits with status 1" in read_text(driver.console_log(sid))
+        server = api.server(sid)
+        assert server["status"] == "ERROR" and server["image"]["id"] == rows["X"]["id"]
+        assert driver.hv.pid(sid) is None and run(driver.dead_servers()) == []
+        disks = api.get(f"/v1/{{pid}}/cloudservers/{sid}/block_device").json()["volumeAttachments"]
+        assert [d["bootIndex"] for d in disks] == [0]
+        assert os.listdir(driver.layout.disks) == [f"{disks[0]['volumeId']}.{driver.disks.fmt}"]
+        boot_x = [sec for op, ident, sec in driver.timings if op == "boot" and ident == sid][len(boot_a):]
+        print(f"\nboot check without a marker: healthy image up after {boot_a[0]:.1f} s "
+              f"(settle {driver.options.boot_settle} s), broken image failed after {boot_x[0]:.1f} s")
 
 
 def test_images_import_command(tmp_path, os_files):

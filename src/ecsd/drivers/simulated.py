@@ -33,6 +33,9 @@ class SimulatedDriver:
     def unusable_image(self, properties) -> str | None:
         return None
 
+    async def recover(self) -> None:
+        """Nothing outside the database to settle."""
+
     def __init__(self, delay: float = 0.3, disk_dir: str | None = None, oplog: str | None = None) -> None:
         self.delay = delay
         self.disk_dir = disk_dir

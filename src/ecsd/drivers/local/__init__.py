@@ -8,7 +8,9 @@ One module per concept:
 * :mod:`.disks`   system and data disks as qcow2 overlays (or sparse raw copies), and raw views of them;
 * :mod:`.inject`  key pair, password and user data written into a disk's ext4 file system (debugfs);
 * :mod:`.boot`    the driver's kernel and initramfs, taken from a Debian kernel package;
-* :mod:`.qemu`    one ``qemu-system-x86_64`` process per running server, controlled over QMP;
+* :mod:`.qemu`    one ``qemu-system-x86_64`` process per running server, controlled over QMP, and the
+                  check that its guest came up;
+* :mod:`.helpers` helper processes (FUSE views, the KVM probe) recorded durably, ended after a crash;
 * :mod:`.driver`  :class:`LocalDriver`, the ``ComputeDriver`` the job steps call;
 * :mod:`.cli`     the ``ecsd images`` command group.
 

@@ -4,8 +4,9 @@ AKI/ARI), never part of an image.
 Debian builds the virtio disk driver and ext4 as modules, so a direct kernel boot needs an initramfs
 that loads them. Ours holds static busybox, the modules in :data:`MODULES` (those the kernel does not
 have built in), and an ``/init`` that mounts the server's disk (``root=``, default ``/dev/vda``) and
-``switch_root``s into the image's ``/sbin/init``. When it cannot, it says why on the console and
-powers off, so that the QEMU process ends.
+``switch_root``s into the image's ``/sbin/init``, after printing :data:`HANDOVER` on the console (the
+point from which the driver's boot check counts, see qemu.py). When it cannot, it says why on the
+console and powers off, so that the QEMU process ends.
 
 The kernel comes from a Debian kernel package taken apart with ``dpkg-deb --fsys-tarfile`` (nothing
 is installed, no initramfs-tools hook runs, /boot is left alone), or from an installed kernel
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import gzip
+import hashlib
 import json
 import lzma
 import os
@@ -70,9 +72,14 @@ fi
 umount /sys
 umount /proc
 if [ -d /newroot/dev ]; then mount --move /dev /newroot/dev; else umount /dev; fi
+echo "ecsd-initramfs: handing over to /sbin/init of $root"
 exec switch_root /newroot /sbin/init
 """
-assert PROBE_OK in INIT
+# The console line that says the kernel and this initramfs are done and the image's own init starts.
+HANDOVER = "ecsd-initramfs: handing over to /sbin/init"
+# Kits record which /init they carry; a kit built from another one is rebuilt (when the kernel is at hand).
+INIT_VERSION = hashlib.sha256(INIT.encode()).hexdigest()[:12]
+assert PROBE_OK in INIT and HANDOVER in INIT
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,8 @@ class BootKit:
     kernel: str
     initrd: str
     release: str
+    # The console text that marks the hand-over to the image's init (None: this initramfs does not print it).
+    handover: str | None = HANDOVER
 
 
 def find_kernel_package(dirs: tuple[str, ...] = ()) -> str | None:
@@ -100,14 +109,35 @@ def installed_kernel() -> str | None:
     return max(usable) if usable else None
 
 
+def _kit_in(d: str) -> BootKit | None:
+    """The kit built into directory ``d``, if complete; ``handover`` is None for a kit of an older /init."""
+    try:
+        with open(os.path.join(d, KIT_FILE)) as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    current = isinstance(meta, dict) and meta.get("init") == INIT_VERSION
+    kit = BootKit(os.path.join(d, "vmlinuz"), os.path.join(d, "initramfs.img"), os.path.basename(d),
+                  HANDOVER if current else None)
+    return kit if os.path.isfile(kit.kernel) and os.path.isfile(kit.initrd) else None
+
+
 def existing_kit(boot_dir: str) -> BootKit | None:
-    kits = []
-    for meta in glob.glob(os.path.join(boot_dir, "*", KIT_FILE)):
-        d = os.path.dirname(meta)
-        kit = BootKit(os.path.join(d, "vmlinuz"), os.path.join(d, "initramfs.img"), os.path.basename(d))
-        if os.path.isfile(kit.kernel) and os.path.isfile(kit.initrd):
-            kits.append(kit)
-    return max(kits, key=lambda k: k.release) if kits else None
+    """The newest kit already built here, preferring kits of the current /init."""
+    kits = [k for k in (_kit_in(os.path.dirname(m)) for m in glob.glob(os.path.join(boot_dir, "*", KIT_FILE))) if k]
+    return max(kits, key=lambda k: (k.handover is not None, k.release)) if kits else None
+
+
+def initrd_announces_handover(initrd: str) -> bool:
+    """Whether a prepared initramfs (gzip or uncompressed cpio) prints :data:`HANDOVER`: one of ours."""
+    with open(initrd, "rb") as fh:
+        data = fh.read()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError):
+            return False
+    return HANDOVER.encode() in data
 
 
 def _unpack(name: str, data: bytes) -> bytes:
@@ -224,9 +254,9 @@ def build_boot_kit(boot_dir: str, deb: str | None = None, busybox: str | None = 
                           "awk '/Depends: linux-image-/{print $2}')` and pass it as ECSD_LOCAL_KERNEL_DEB")
     named = _DEB.fullmatch(os.path.basename(deb)) if deb else None
     expected = named.group(1) if named else installed
-    if expected and os.path.isfile(os.path.join(boot_dir, expected, KIT_FILE)):
-        final = os.path.join(boot_dir, expected)
-        return BootKit(os.path.join(final, "vmlinuz"), os.path.join(final, "initramfs.img"), expected)
+    built = _kit_in(os.path.join(boot_dir, expected)) if expected else None
+    if built is not None and built.handover is not None:
+        return built
     busybox = busybox or static_busybox()
     kernel, release, modules, builtin = _from_deb(deb) if deb else _from_installed(installed or "")
     if not re.fullmatch(r"[A-Za-z0-9._+-]+", release):
@@ -236,8 +266,9 @@ def build_boot_kit(boot_dir: str, deb: str | None = None, busybox: str | None = 
         raise DriverError(f"the kernel {release} has neither modules nor built-in drivers for: {', '.join(missing)}")
     os.makedirs(boot_dir, mode=0o755, exist_ok=True)
     final = os.path.join(boot_dir, release)
-    if os.path.isfile(os.path.join(final, KIT_FILE)):
-        return BootKit(os.path.join(final, "vmlinuz"), os.path.join(final, "initramfs.img"), release)
+    built = _kit_in(final)
+    if built is not None and built.handover is not None:
+        return built
     work = tempfile.mkdtemp(prefix=f".{release}-", dir=boot_dir)
     try:
         with open(os.path.join(work, "vmlinuz"), "wb") as fh:
@@ -245,11 +276,13 @@ def build_boot_kit(boot_dir: str, deb: str | None = None, busybox: str | None = 
         with open(os.path.join(work, "initramfs.img"), "wb") as fh:
             fh.write(build_initramfs(modules, busybox))
         with open(os.path.join(work, KIT_FILE), "w") as fh:
-            json.dump({"release": release, "source": deb or f"/boot/vmlinuz-{release}",
+            json.dump({"release": release, "source": deb or f"/boot/vmlinuz-{release}", "init": INIT_VERSION,
                        "modules": [m for m in MODULES if m in modules]}, fh)
         os.chmod(work, 0o755)
-        if os.path.isdir(final):   # an incomplete kit (no kit.json): replace it
-            shutil.rmtree(final, ignore_errors=True)
+        if os.path.isdir(final):   # an incomplete kit, or one of an older /init: move it aside, then replace it
+            old = tempfile.mkdtemp(prefix=f".{release}-old-", dir=boot_dir)
+            os.rename(final, os.path.join(old, "kit"))
+            shutil.rmtree(old, ignore_errors=True)
         try:
             os.rename(work, final)
         except OSError:           # built by someone else meanwhile
@@ -257,4 +290,4 @@ def build_boot_kit(boot_dir: str, deb: str | None = None, busybox: str | None = 
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return BootKit(os.path.join(final, "vmlinuz"), os.path.join(final, "initramfs.img"), release)
+    return _kit_in(final) or BootKit(os.path.join(final, "vmlinuz"), os.path.join(final, "initramfs.img"), release)

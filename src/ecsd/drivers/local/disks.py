@@ -13,7 +13,8 @@ and a repeated create after a crash starts over. The file system is grown to the
 debugfs, e2fsck and resize2fs read raw files only. :func:`raw_view` gives one: the raw disk itself,
 or for qcow2 a FUSE export of ``qemu-storage-daemon`` (run in the foreground, stopped with SIGTERM,
 absolute mount point), which also takes QEMU's image lock: a disk a running server holds cannot be
-opened.
+opened. The daemon is a recorded helper (helpers.py): one that a killed ecsd left running is ended
+before the disk is opened again, and at the driver's start.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ import contextlib
 import json
 import os
 import subprocess
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ecsd.drivers.base import DriverError
 from ecsd.drivers.local import proc
+from ecsd.drivers.local.helpers import Helpers, is_mounted, unmount
 from ecsd.drivers.local.paths import Layout, check_id, qemu_escape
 
 GIB = 1024**3
@@ -38,22 +41,9 @@ def fuse_usable() -> bool:
     return os.path.exists("/dev/fuse") and os.geteuid() == 0 and proc.which("qemu-storage-daemon") is not None
 
 
-def _unescape_mountinfo(field: str) -> str:
-    return (field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
-            .replace("\\134", "\\"))
-
-
 def _touch(path: str) -> None:
     with open(path, "wb"):
         pass
-
-
-def is_mounted(path: str) -> bool:
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
-            return any(_unescape_mountinfo(line.split()[4]) == path for line in fh if len(line.split()) > 4)
-    except OSError:
-        return False
 
 
 async def image_info(path: str, fmt: str | None = None) -> dict:
@@ -64,13 +54,20 @@ async def image_info(path: str, fmt: str | None = None) -> dict:
     return json.loads(res.out)
 
 
+async def _no_pause(point: str) -> None:
+    return None
+
+
 class DiskStore:
-    def __init__(self, layout: Layout, fmt: str, max_gb: int) -> None:
+    def __init__(self, layout: Layout, fmt: str, max_gb: int, helpers: Helpers | None = None,
+                 pause: Callable[[str], Awaitable[None]] = _no_pause) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"disk format must be one of {FORMATS}")
         self.layout = layout
         self.fmt = fmt
         self.max_gb = max_gb
+        self.helpers = helpers or Helpers(layout.helpers, layout.tmp)
+        self.pause = pause        # the driver's test hook (ECSD_LOCAL_TEST_PAUSE), a no-op by default
 
     def find(self, volume_id: str) -> tuple[str, str] | None:
         """(path, format) of a complete disk, or None."""
@@ -112,6 +109,7 @@ class DiskStore:
                 if size > base_size:
                     async with self._view(part, self.fmt) as view:
                         await grow_filesystem(view)
+                        await self.pause("create_disk")      # while the (FUSE) view shows the new disk
             os.chmod(part, 0o600)
             os.replace(part, path)
         except BaseException:
@@ -132,8 +130,8 @@ class DiskStore:
         """Remove the disk and any leftover of its creation or of a view on it. Idempotent."""
         check_id(volume_id, "volume id")
         view = self._view_path(volume_id)
-        if is_mounted(view):
-            await proc.run(["umount", "-l", view], check=False, timeout=30)
+        await self.helpers.reap(view)
+        await unmount(view)
         for fmt in FORMATS:
             path = self.layout.disk(volume_id, fmt)
             for p in (path, path + ".part"):
@@ -141,6 +139,29 @@ class DiskStore:
                     os.unlink(p)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(view)
+
+    async def sweep_views(self, min_age: float = 60.0) -> int:
+        """Unmount and remove the FUSE mount points that no live helper serves (a crash left them); an
+        unmounted one only when older than ``min_age`` s, as another process may be setting it up."""
+        live = self.helpers.live_mountpoints()
+        swept = 0
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.layout.tmp):
+                path = os.path.join(self.layout.tmp, name)
+                if not name.endswith(".view") or path in live:
+                    continue
+                if is_mounted(path):
+                    await unmount(path)
+                else:
+                    try:
+                        if time.time() - os.stat(path).st_mtime < min_age:
+                            continue
+                    except FileNotFoundError:
+                        continue
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                swept += 1
+        return swept
 
     def _view_path(self, volume_id_or_file: str) -> str:
         return os.path.join(self.layout.tmp, os.path.basename(volume_id_or_file).split(".")[0] + ".view")
@@ -160,15 +181,16 @@ class DiskStore:
             yield path
             return
         mountpoint = self._view_path(path)
-        if is_mounted(mountpoint):          # left behind by a crash: nothing can use it any more
-            await proc.run(["umount", "-l", mountpoint], check=False, timeout=30)
+        # A helper that a dead ecsd left on this disk still holds its lock: end it first (helpers.py).
+        await self.helpers.reap(mountpoint)
+        await unmount(mountpoint)           # left behind by a crash: nothing can use it any more
         _touch(mountpoint)
-        daemon = await asyncio.create_subprocess_exec(
-            proc.tool("qemu-storage-daemon"),
-            "--blockdev", f"driver=file,node-name=file0,filename={qemu_escape(path)}",
-            "--blockdev", f"driver={fmt},node-name=disk0,file=file0",
-            "--export", f"type=fuse,id=view0,node-name=disk0,mountpoint={qemu_escape(mountpoint)},writable=on",
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        export = f"type=fuse,id=view0,node-name=disk0,mountpoint={qemu_escape(mountpoint)},writable=on"
+        daemon = await self.helpers.spawn(
+            "fuse-view", ["qemu-storage-daemon",
+                          "--blockdev", f"driver=file,node-name=file0,filename={qemu_escape(path)}",
+                          "--blockdev", f"driver={fmt},node-name=disk0,file=file0", "--export", export],
+            mountpoint=mountpoint, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             await self._wait_mounted(daemon, mountpoint)
             yield mountpoint
@@ -180,10 +202,10 @@ class DiskStore:
                 except TimeoutError:
                     daemon.kill()
                     await daemon.wait()
-            if is_mounted(mountpoint):
-                await proc.run(["umount", "-l", mountpoint], check=False, timeout=30)
+            await unmount(mountpoint)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(mountpoint)
+            self.helpers.forget(daemon)
 
     @staticmethod
     async def _wait_mounted(daemon: asyncio.subprocess.Process, mountpoint: str, timeout: float = 15.0) -> None:

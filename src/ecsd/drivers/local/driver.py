@@ -8,14 +8,18 @@ create_disk     ``disks/<id>.qcow2``: an overlay on the image's file, sized max(
 delete_disk     remove the file (refused while a running server uses it)
 inject          key pair / password / user data into the disk's ext4 (debugfs on a raw view)
 attach/detach   record the disk at a device in ``servers/<id>/server.json`` (the server is off)
-start           boot a QEMU process from the attached disks with the driver's kernel and initramfs
+start           boot a QEMU process from the attached disks with the driver's kernel and initramfs,
+                and return once the guest has come up (else kill it and fail)
 stop            ACPI power-down, ``quit`` after the grace period (``hard``: at once)
 reboot          stop, then start with the same disks
 destroy         stop hard, remove the server's directory, socket, logs
 ==============  ==================================================================================
 
 Limits (:class:`LocalOptions`, from ``ECSD_LOCAL_*``): memory per server, vCPUs (1 under TCG), the
-number of servers running at once, the largest disk. See docs/drivers.md.
+number of servers running at once, the largest disk, the boot check's bounds. See docs/drivers.md.
+
+After a crash, :meth:`LocalDriver.recover` (run at start-up, before jobs resume) ends the helper
+processes a killed ecsd left behind (helpers.py); servers keep running.
 """
 
 from __future__ import annotations
@@ -35,12 +39,17 @@ from ecsd.drivers.base import DiskSource, DriverError, Injection
 from ecsd.drivers.local import boot, images, proc
 from ecsd.drivers.local import inject as injection
 from ecsd.drivers.local.disks import DiskStore, fuse_usable
+from ecsd.drivers.local.helpers import Helpers, start_time
 from ecsd.drivers.local.paths import Layout, check_device, check_id
 from ecsd.drivers.local.qemu import Hypervisor, probe_kvm
 
 log = logging.getLogger("ecsd.driver.local")
 
 STATE = "server.json"
+PAUSED = "test-paused"
+# Where ECSD_LOCAL_TEST_PAUSE can hold the driver: each after the method's effect, before it returns
+# (create_disk and inject: while the disk's FUSE view is open; start: QEMU launched, boot not confirmed).
+PAUSE_POINTS = ("stop", "create_disk", "inject", "detach", "attach", "delete_disk", "start")
 TOOLS = ("qemu-system-x86_64", "qemu-img", "debugfs", "dumpe2fs", "e2fsck", "resize2fs")
 
 
@@ -62,8 +71,10 @@ class LocalOptions:
     initrd: str | None = None
     kernel_deb: str | None = None     # ... or the Debian kernel package to build them from
     boot_marker: str | None = None    # when set, start waits until the console shows this text
-    boot_timeout: float = 120.0
+    boot_timeout: float = 120.0       # start fails when the guest has not come up by then
+    boot_settle: float = 2.0          # without a marker: QEMU must still run this long after the hand-over
     stop_timeout: float = 30.0        # grace period of a soft stop before QMP quit
+    test_pause: str | None = None     # tests only: wait forever at this point (see LocalDriver._pause)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LocalOptions:
@@ -89,6 +100,10 @@ class LocalOptions:
             raise SystemExit("ECSD_LOCAL_DISK_FORMAT must be auto, qcow2 or raw")
         if self.memory_mb < 64 or self.vcpus < 1 or self.max_servers < 1 or self.max_disk_gb < 1:
             raise SystemExit("the local driver's limits must be positive (memory at least 64 MB)")
+        if self.boot_timeout <= 0 or self.boot_settle < 0:
+            raise SystemExit("ECSD_LOCAL_BOOT_TIMEOUT must be positive, ECSD_LOCAL_BOOT_SETTLE not negative")
+        if self.test_pause is not None and self.test_pause not in PAUSE_POINTS:
+            raise SystemExit(f"ECSD_LOCAL_TEST_PAUSE must be one of {', '.join(PAUSE_POINTS)}")
         if (self.kernel is None) != (self.initrd is None):
             raise SystemExit("ECSD_LOCAL_KERNEL and ECSD_LOCAL_INITRD go together")
 
@@ -125,6 +140,11 @@ def _write_json(path: str, value: dict) -> None:
     os.replace(tmp, path)
 
 
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
 def make_local_driver(settings: Any) -> LocalDriver:
     """The driver for ``--driver local``: root ``DATA_DIR/local``, options from ``ECSD_LOCAL_*``."""
     options = LocalOptions.from_env()
@@ -153,13 +173,46 @@ class LocalDriver:
         fmt = self.options.disk_format
         if fmt == "auto":
             fmt = "qcow2" if fuse_usable() else "raw"
-        self.disks = DiskStore(self.layout, fmt, self.options.max_disk_gb)
+        self.helpers = Helpers(self.layout.helpers, self.layout.tmp)
+        self.disks = DiskStore(self.layout, fmt, self.options.max_disk_gb, self.helpers, self._pause)
         self.hv = Hypervisor(self.layout, memory_mb=self.options.memory_mb, vcpus=self.options.vcpus,
                              stop_timeout=self.options.stop_timeout)
         self._kit: boot.BootKit | None = None
         self._accel: str | None = None
         self._start_lock: asyncio.Lock | None = None
+        self._recovered = False
+        self._recover_lock: asyncio.Lock | None = None
         self.timings: list[tuple[str, str, float]] = []     # (operation, id, seconds), newest last
+
+    # --- start-up after a crash, and the test hook ----------------------------------------------------
+
+    async def recover(self) -> None:
+        """End what a killed ecsd left behind, before jobs resume: its helper processes (FUSE views of
+        disks, a KVM probe), their FUSE mounts and records (helpers.py), and mount points no live helper
+        serves. Servers (QEMU) are not touched. Idempotent; also run by the first call that needs it."""
+        if self._recovered:
+            return
+        if self._recover_lock is None:
+            self._recover_lock = asyncio.Lock()
+        async with self._recover_lock:
+            if self._recovered:
+                return
+            reaped = await self.helpers.reap()
+            swept = await self.disks.sweep_views()
+            if reaped or swept:
+                log.warning("local driver: ended %d helper process(es) and removed %d stale mount point(s) "
+                            "left by a previous ecsd", reaped, swept)
+            self._recovered = True
+
+    async def _pause(self, point: str) -> None:
+        """Tests only (ECSD_LOCAL_TEST_PAUSE=<point>, unset by default): at ``point`` write its name to
+        ``<root>/test-paused`` and wait until the process is killed, so that a crash test can kill ecsd
+        exactly there (tests/test_local_crash.py)."""
+        if self.options.test_pause != point:
+            return
+        log.warning("local driver: paused at %s (ECSD_LOCAL_TEST_PAUSE)", point)
+        await asyncio.to_thread(_write_text, os.path.join(self.layout.root, PAUSED), point)
+        await asyncio.Event().wait()
 
     @contextlib.contextmanager
     def _timed(self, op: str, ident: str) -> Iterator[None]:
@@ -221,21 +274,26 @@ class LocalDriver:
     async def create_disk(self, volume_id: str, source: DiskSource | None, size_gb: int) -> None:
         check_id(volume_id, "volume id")
         image = None if source is None else images.source_file(self.layout.images, source)
+        await self.recover()
         with self._timed("create_disk", volume_id):
             await self.disks.create(volume_id, image, size_gb)
 
     async def delete_disk(self, volume_id: str) -> None:
         check_id(volume_id, "volume id")
         self._check_not_running_with(volume_id)
+        await self.recover()
         with self._timed("delete_disk", volume_id):
             await self.disks.delete(volume_id)
+        await self._pause("delete_disk")
 
     async def inject(self, volume_id: str, what: Injection) -> None:
         check_id(volume_id, "volume id")
         self._check_not_running_with(volume_id)
+        await self.recover()
         with self._timed("inject", volume_id):
             async with self.disks.raw_view(volume_id) as view:
                 await injection.inject(view, what, self.layout.tmp)
+                await self._pause("inject")           # while the FUSE view (qcow2) holds the disk
 
     async def attach(self, server_id: str, volume_id: str, device: str) -> None:
         check_id(server_id, "server id")
@@ -255,6 +313,7 @@ class LocalDriver:
             raise DriverError(f"disk {volume_id} is attached to server {holder}")
         state["disks"][device] = volume_id
         self._save(server_id, state)
+        await self._pause("attach")
 
     async def detach(self, server_id: str, volume_id: str) -> None:
         check_id(server_id, "server id")
@@ -268,6 +327,7 @@ class LocalDriver:
         for d in devices:
             del state["disks"][d]
         self._save(server_id, state)
+        await self._pause("detach")
 
     # --- power ----------------------------------------------------------------------------------------
 
@@ -275,10 +335,27 @@ class LocalDriver:
         if self._kit is None:
             o = self.options
             if o.kernel and o.initrd:
-                self._kit = boot.BootKit(os.path.abspath(o.kernel), os.path.abspath(o.initrd), "configured")
+                try:
+                    ours = await asyncio.to_thread(boot.initrd_announces_handover, o.initrd)
+                except OSError:
+                    ours = False
+                self._kit = boot.BootKit(os.path.abspath(o.kernel), os.path.abspath(o.initrd), "configured",
+                                         boot.HANDOVER if ours else None)
             else:
-                self._kit = (boot.existing_kit(self.layout.boot) if o.kernel_deb is None else None) or \
-                    await asyncio.to_thread(boot.build_boot_kit, self.layout.boot, o.kernel_deb)
+                known = boot.existing_kit(self.layout.boot) if o.kernel_deb is None else None
+                if known is not None and known.handover is not None:
+                    self._kit = known
+                else:
+                    try:
+                        self._kit = await asyncio.to_thread(boot.build_boot_kit, self.layout.boot, o.kernel_deb)
+                    except DriverError:
+                        if known is None:
+                            raise
+                        self._kit = known       # built from an older /init, and the kernel is gone
+            if self._kit.handover is None:
+                log.warning("local driver: the initramfs %s does not announce the hand-over to the image's init; "
+                            "start counts ECSD_LOCAL_BOOT_SETTLE from QEMU's start (set ECSD_LOCAL_BOOT_MARKER "
+                            "for a stronger check)", self._kit.initrd)
         return self._kit
 
     async def accel(self) -> str:
@@ -297,7 +374,7 @@ class LocalDriver:
         known = _read_json(memo)
         if known.get("key") == key and known.get("accel") in ("tcg", "kvm"):
             return known["accel"]
-        found = "kvm" if await probe_kvm(kit) else "tcg"
+        found = "kvm" if await probe_kvm(kit, helpers=self.helpers) else "tcg"
         log.warning("local driver: KVM %s on this host; servers run under %s",
                     "works" if found == "kvm" else "is not usable", found.upper())
         with contextlib.suppress(OSError):
@@ -311,17 +388,38 @@ class LocalDriver:
         check_id(server_id, "server id")
         if boot_volume is not None:
             check_id(boot_volume, "volume id")
+        await self.recover()
         if self.hv.pid(server_id) is None:
             with self._timed("start", server_id):
                 await self._launch(server_id, boot_volume)
-        if self.options.boot_marker:
-            with self._timed("boot", server_id):
-                try:
-                    await self.hv.wait_console(server_id, self.options.boot_marker, self.options.boot_timeout)
-                except DriverError:
-                    await self.hv.stop(server_id, hard=True)
-                    self._set_running(server_id, False)
-                    raise
+        await self._pause("start")
+        await self._confirm_up(server_id)
+
+    async def _confirm_up(self, server_id: str) -> None:
+        """Return once the server's guest has come up (qemu.Hypervisor.wait_up: the boot marker, or the
+        hand-over to the image's init and QEMU still running ``boot_settle`` s later, within
+        ``boot_timeout``); else kill it and raise DriverError. A QEMU process confirmed before (same
+        pid and start time, kept in server.json) is not checked again: start stays idempotent."""
+        pid = self.hv.pid(server_id)
+        identity = [pid, start_time(pid)] if pid is not None else None
+        state = self._load(server_id)
+        if identity is not None and state.get("up") == identity:
+            return
+        # The hand-over text of the initramfs this QEMU booted (None: launched by an older ecsd, or an
+        # initramfs that does not print it; then the settle interval counts from now).
+        handover = state.get("handover")
+        o = self.options
+        with self._timed("boot", server_id):
+            try:
+                await self.hv.wait_up(server_id, handover=handover, marker=o.boot_marker, settle=o.boot_settle,
+                                      timeout=o.boot_timeout)
+            except DriverError:
+                await self.hv.stop(server_id, hard=True)
+                self._set_running(server_id, False)
+                raise
+        state = self._load(server_id)
+        state.update(running=True, up=identity)
+        self._save(server_id, state)
 
     async def _launch(self, server_id: str, boot_volume: str | None) -> None:
         state = self._load(server_id)
@@ -347,7 +445,7 @@ class LocalDriver:
             if len(others) >= self.options.max_servers:
                 raise DriverError(f"this host runs at most {self.options.max_servers} servers at once")
             await self.hv.launch(server_id, disks, kit, accel)
-        state["running"] = True
+        state.update(running=True, up=None, handover=kit.handover)
         self._save(server_id, state)
 
     def _set_running(self, server_id: str, running: bool) -> None:
@@ -362,6 +460,7 @@ class LocalDriver:
         with self._timed("stop_hard" if hard else "stop", server_id):
             await self.hv.stop(server_id, hard)
         self._set_running(server_id, False)
+        await self._pause("stop")
 
     async def reboot(self, server_id: str, hard: bool = False) -> None:
         check_id(server_id, "server id")

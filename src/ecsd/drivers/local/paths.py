@@ -12,6 +12,7 @@ Layout under the driver's root (``DATA_DIR/local``)::
                                    console.prev.log, qemu.pid
     boot/<kernel release>/         the driver's kernel and initramfs
     tmp/                           debugfs scratch files, FUSE mount points
+    helpers/<pid>.<start>.json     one record per running helper process (helpers.py)
 
 QMP sockets live in a short private directory (``/tmp/ecsd-<uid>/<hash of root>/``), because a
 unix socket path must stay under 108 bytes and the root may be deep.
@@ -88,12 +89,14 @@ class Layout:
         self.servers = os.path.join(self.root, "servers")
         self.boot = os.path.join(self.root, "boot")
         self.tmp = os.path.join(self.root, "tmp")
+        self.helpers = os.path.join(self.root, "helpers")
         digest = hashlib.sha256(self.root.encode()).hexdigest()[:12]
         self.run = run_dir or os.path.join(tempfile.gettempdir(), f"ecsd-{os.getuid()}", digest)
 
     def ensure(self) -> None:
         private_dir(self.root)
         private_dir(self.tmp)
+        private_dir(self.helpers)
         for d in (self.images, self.disks, self.servers, self.boot):
             os.makedirs(d, mode=0o700, exist_ok=True)
 

@@ -11,6 +11,11 @@ of the driver's kernel with ``-cpu host`` that must print a marker and power off
 where ``/dev/kvm`` exists but QEMU cannot use it, the probe fails fast or times out and TCG is used;
 ``accel=tcg`` is always passed explicitly, never ``kvm:tcg``. Under TCG a server gets one vCPU.
 
+Start returns once the guest has come up (:meth:`Hypervisor.wait_up`): the console shows the boot
+marker when one is configured, else the initramfs's hand-over line and QEMU still runs a settle
+interval later. ``panic=-1`` with ``-no-reboot`` turns a kernel panic (an init that exits or cannot be
+run: "Attempted to kill init!") into the end of the QEMU process, so such a boot fails there.
+
 Stop is ACPI (QMP ``system_powerdown``, sent again every few seconds because a guest that is still
 booting ignores it) until a grace period ends, then ``quit``; a hard stop is ``quit`` at once, and a
 process that survives ``quit`` gets SIGKILL.
@@ -28,9 +33,11 @@ import subprocess
 from ecsd.drivers.base import DriverError
 from ecsd.drivers.local import proc
 from ecsd.drivers.local.boot import PROBE_OK, BootKit
+from ecsd.drivers.local.helpers import Helpers
 from ecsd.drivers.local.paths import Layout, qemu_escape
 
 CONSOLE = "console.log"
+PANIC = b"Kernel panic - not syncing"
 PREVIOUS_CONSOLE = "console.prev.log"
 PIDFILE = "qemu.pid"
 ERRFILE = "qemu.err"
@@ -85,6 +92,15 @@ async def qmp(socket_path: str, command: str, arguments: dict | None = None, tim
 def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _read_from(path: str, offset: int) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
             return fh.read()
     except OSError:
         return b""
@@ -228,6 +244,56 @@ class Hypervisor:
                 raise DriverError("the server's QEMU process does not end")
         self._cleanup_runtime(server_id)
 
+    async def wait_up(self, server_id: str, *, handover: str | None, marker: str | None, settle: float,
+                      timeout: float) -> None:
+        """Return once the guest has come up; DriverError (and the caller kills it) if it does not.
+
+        Came up: with ``marker``, the console shows it; without, the console shows ``handover`` (the
+        initramfs starts the image's init) and QEMU still runs ``settle`` seconds later. An init that
+        exits, or cannot be run, makes the kernel panic; with ``panic=-1`` and ``-no-reboot`` that
+        ends QEMU at once, so an image that cannot start its init fails here. Fails at once when QEMU
+        has ended or the console shows a kernel panic, and after ``timeout`` seconds at the latest.
+        Only the new part of the console is read on each poll (every 0.1 s).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        wanted = {"handover": handover.encode() if handover else None, "marker": marker.encode() if marker else None,
+                  "panic": PANIC}
+        found: dict[str, float] = {k: loop.time() for k, v in wanted.items() if v is None}
+        keep = max(len(v) for v in wanted.values() if v) - 1
+        offset, tail = 0, b""
+        path = self.console(server_id)
+        while True:
+            chunk = _read_from(path, offset)
+            offset += len(chunk)
+            text, tail = tail + chunk, (tail + chunk)[-keep:]
+            for key, needle in wanted.items():
+                if key not in found and needle is not None and needle in text:
+                    found[key] = loop.time()
+            if "panic" in found:
+                raise DriverError(f"the guest's kernel panicked while booting: {self.panic_line(server_id)}")
+            if self.pid(server_id) is None:
+                if PANIC in _read(path)[-65536:]:
+                    raise DriverError(f"the guest's kernel panicked while booting: {self.panic_line(server_id)}")
+                raise DriverError(f"the server powered off while booting: {self.console_tail(server_id)}")
+            now = loop.time()
+            if marker is not None:
+                if "marker" in found:
+                    return
+            elif "handover" in found and now >= found["handover"] + settle:
+                return
+            if now >= deadline:
+                what = f"the marker {marker!r}" if marker else "the hand-over to the image's init"
+                raise DriverError(f"the server did not come up within {timeout:.0f} s (no {what} on the console)")
+            await asyncio.sleep(0.1)
+
+    def panic_line(self, server_id: str) -> str:
+        text = _read(self.console(server_id))[-65536:].decode("utf-8", "replace")
+        for line in text.splitlines():
+            if PANIC.decode() in line:
+                return line[line.index(PANIC.decode()):].strip()[:300]
+        return self.console_tail(server_id)
+
     async def wait_console(self, server_id: str, text: str, timeout: float) -> None:
         """Wait until the console log of the current boot shows ``text``; DriverError if QEMU ends first."""
         loop = asyncio.get_running_loop()
@@ -252,8 +318,9 @@ class Hypervisor:
         return " | ".join(ln.strip() for ln in text.splitlines()[-lines:] if ln.strip())[-400:]
 
 
-async def probe_kvm(kit: BootKit, timeout: float = 20.0) -> bool:
-    """True if a guest boots under KVM here: the kit's initramfs prints PROBE_OK and powers off."""
+async def probe_kvm(kit: BootKit, timeout: float = 20.0, helpers: Helpers | None = None) -> bool:
+    """True if a guest boots under KVM here: the kit's initramfs prints PROBE_OK and powers off.
+    With ``helpers`` the probe's QEMU is a recorded helper (a crash of ecsd cannot leave it running)."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False
     argv = ["qemu-system-x86_64", "-machine", "pc,accel=kvm", "-cpu", "host", "-smp", "1", "-m", "128",
@@ -261,7 +328,7 @@ async def probe_kvm(kit: BootKit, timeout: float = 20.0) -> bool:
             "-kernel", kit.kernel, "-initrd", kit.initrd, "-append", "console=ttyS0 ecsd.probe quiet panic=-1",
             "-serial", "stdio", "-no-reboot"]
     try:
-        res = await proc.run(argv, timeout=timeout, check=False)
+        res = await (helpers.run("kvm-probe", argv, timeout) if helpers else proc.run(argv, timeout=timeout, check=False))
     except DriverError:
         return False
     return res.rc == 0 and PROBE_OK.encode() in res.out
