@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ecsd.domain.seed import image_id
 from ecsd.store.db import normalise_url, sqlite_url
-from ecsd.store.schema import images, jobs, projects, servers, volumes
+from ecsd.store.schema import flavors, images, jobs, projects, servers, volumes
 
 BATCH = 5000
 UBUNTU = image_id("Standard_Ubuntu_22.04_latest")
@@ -196,7 +196,7 @@ def seed_servers(engine: Engine, creds: dict, count: int, *, image: str = UBUNTU
 
 def refresh_derived(engine: Engine) -> None:
     """Recompute what the application keeps beside the rows it inserts (as its create/delete would):
-    the per-project count of live servers, where the schema has one."""
+    the per-project count of live servers and their vCPUs and RAM, where the schema has them."""
     if "server_count" in projects.c:
         live = (select(func.count()).select_from(servers)
                 .where(servers.c.project_id == projects.c.id, servers.c.deleted.is_(False)).scalar_subquery())
@@ -204,6 +204,15 @@ def refresh_derived(engine: Engine) -> None:
             values = {"server_count": live}
             if "list_gen" in projects.c:
                 values["list_gen"] = projects.c.list_gen + 1
+            if "cores_used" in projects.c:          # vCPUs and RAM of the live servers (quotas, 0006)
+                with_flavor = servers.join(flavors, flavors.c.id == servers.c.flavor_id)
+
+                def total(col):
+                    return (select(func.coalesce(func.sum(col), 0)).select_from(with_flavor)
+                            .where(servers.c.project_id == projects.c.id, servers.c.deleted.is_(False))
+                            .scalar_subquery())
+
+                values.update(cores_used=total(flavors.c.vcpus), ram_used=total(flavors.c.ram))
             conn.execute(projects.update().values(**values))
 
 

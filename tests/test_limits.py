@@ -12,6 +12,7 @@ def test_limits_count_the_projects_live_servers(api, other_api):
     assert before.status_code == 200, before.text
     absolute = before.json()["absolute"]
     assert absolute["maxTotalInstances"] == 2048 and absolute["maxServerMeta"] == 128
+    assert absolute["maxTotalKeypairs"] == 100          # what key pair creation enforces (per user)
     n, cores, ram = absolute["totalInstancesUsed"], absolute["totalCoresUsed"], absolute["totalRAMUsed"]
     api.create_servers(count=2, flavor="s3.small.1")       # 1 vCPU, 1024 MB each
     other_api.create_servers()                              # another project: not counted
@@ -33,4 +34,5 @@ def test_nova_quota_sets(api, other_api):
         assert r.status_code == 200, r.text
         q = r.json()["quota_set"]
         assert q["id"] == api.pid and q["instances"] == 2048 and q["metadata_items"] == 128
+        assert (q["cores"], q["ram"], q["key_pairs"]) == (20480, 25165824, 100)
     assert_error(api.get(f"/v2.1/{{pid}}/os-quota-sets/{other_api.pid}"), 400, "Ecs.0023")

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from ecsd.cli import iam, serve  # noqa: F401 - registers their commands on main
+from ecsd.cli import iam, quotas, serve  # noqa: F401 - registers their commands on main
 from ecsd.cli.base import main
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
 from ecsd.domain import states as st
-from ecsd.store.schema import jobs, projects, servers, volumes
+from ecsd.store.schema import flavors, jobs, projects, servers, volumes
 
 
 def jobs_finished(conn: Connection) -> list[str]:
@@ -81,13 +81,23 @@ def servers_released(conn: Connection) -> list[str]:
 
 
 def server_counts_match(conn: Connection) -> list[str]:
-    """Each project's kept count of live servers equals the servers it has."""
-    actual = (select(servers.c.project_id, func.count().label("n")).where(servers.c.deleted.is_(False))
-              .group_by(servers.c.project_id).subquery())
-    rows = conn.execute(select(projects.c.id, projects.c.server_count, actual.c.n)
+    """Each project's kept usage (servers, their flavors' vCPUs and RAM: what quotas are checked against)
+    equals that of the live servers it has."""
+    actual = (select(servers.c.project_id, func.count().label("n"),
+                     func.coalesce(func.sum(flavors.c.vcpus), 0).label("cores"),
+                     func.coalesce(func.sum(flavors.c.ram), 0).label("ram"))
+              .select_from(servers.outerjoin(flavors, flavors.c.id == servers.c.flavor_id))
+              .where(servers.c.deleted.is_(False)).group_by(servers.c.project_id).subquery())
+    rows = conn.execute(select(projects.c.id, projects.c.server_count, projects.c.cores_used, projects.c.ram_used,
+                               actual.c.n, actual.c.cores, actual.c.ram)
                         .select_from(projects.outerjoin(actual, actual.c.project_id == projects.c.id))).all()
-    return [f"project {r.id} counts {r.server_count} servers but has {r.n or 0}" for r in rows
-            if r.server_count != (r.n or 0)]
+    out = []
+    for r in rows:
+        kept, real = (r.server_count, r.cores_used, r.ram_used), (r.n or 0, int(r.cores or 0), int(r.ram or 0))
+        if kept != real:
+            out.append(f"project {r.id} counts {kept[0]} servers, {kept[1]} vCPUs, {kept[2]} MB "
+                       f"but has {real[0]}, {real[1]}, {real[2]}")
+    return out
 
 
 def no_orphan_volumes(conn: Connection) -> list[str]:

@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ecsd.domain import clock
 from ecsd.domain.errors import EcsError, invalid
-from ecsd.store.schema import keypairs
+from ecsd.store.schema import keypairs, users
 
 NAME_MAX = 64
 PUBLIC_KEY_MAX_BYTES = 1024
@@ -203,7 +203,11 @@ def check_can_add(conn: Connection, user_id: str, name: str) -> None:
 
 def add_keypair(conn: Connection, user_id: str, name: str, key_type: str, public_key: str,
                 fingerprint: str) -> dict[str, Any]:
-    """Store a validated key pair (checks repeated inside the transaction). Returns the row."""
+    """Store a validated key pair (checks repeated inside the transaction). Returns the row.
+
+    The user's row is locked first (PostgreSQL; SQLite's write lock serialises anyway), so that
+    concurrent creates of one user count one after another and never pass the quota together."""
+    conn.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
     check_can_add(conn, user_id, name)
     try:
         new_id = conn.execute(keypairs.insert().values(

@@ -2,11 +2,14 @@
 
 Every operation is accepted in one transaction (validate, gate every server, insert the parent job
 and one sub-job per server) and then carried out by the job engine, step by step.
+
+A create is refused whole with 400 Ecs.0001 when its servers, their vCPUs or their RAM would pass a
+project quota (domain/quotas.py, checked and charged atomically at acceptance); a deleted server
+stops counting when its delete job finishes (purge_record), not when the delete is accepted.
 """
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import re
 import uuid
@@ -17,16 +20,16 @@ import orjson
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
-from ecsd.domain import clock, idempotency
+from ecsd.domain import clock, idempotency, quotas, sealing
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
-from ecsd.domain.changeos import check_password, decode_user_data, driver_call, scrub_secrets
+from ecsd.domain.changeos import check_password, decode_user_data, driver_call, injection, scrub_secrets
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.flavors import SELLING, get_flavor, status_in_az
 from ecsd.domain.identity import Identity
 from ecsd.domain.images import check_boot_image, check_fits, visible_image
 from ecsd.domain.keypairs import find_keypair
-from ecsd.drivers.base import DiskSource, Injection
+from ecsd.drivers.base import DiskSource
 from ecsd.engine.engine import JobContext, JobType, Step, settle_parent, submit
 from ecsd.store.schema import jobs, servers, volumes
 
@@ -123,6 +126,10 @@ def accept_create(conn: Connection, ident: Identity, spec: ServerSpec, client_to
     With a ``client_token`` (X-Client-Token), a repeat of a request already accepted under it returns
     that request's job and servers and creates nothing (domain/idempotency.py); ``digest`` is the
     request's fingerprint.
+
+    Raises the create error codes of docs/decisions.md ("create error codes"), the image, flavor and
+    key-pair codes (Ecs.0031/0032/0007, Ecs.0029/0319, Ecs.0314), and 400 Ecs.0001 when the servers
+    would pass the project's instance, vCPU or RAM quota (nothing is created then).
     """
     if client_token is not None:
         earlier = idempotency.reserve(conn, ident.project_id, client_token, digest)
@@ -189,7 +196,12 @@ def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec, driver: 
         except EcsError:
             raise invalid("user_data must be base64-encoded, at most 32 KB before encoding") from None
     _fixed_ips(conn, ident.project_id, spec)
+    # The last check, and the first write: instances, cores and RAM of all `count` servers within the
+    # project's quotas, atomically (400 Ecs.0001, nothing created); it also keeps the project's counters.
+    quotas.charge(conn, ident.project_id, spec.count, spec.count * flavor["vcpus"], spec.count * flavor["ram"])
 
+    # At rest, guest secrets are sealed (domain/sealing.py): once here, shared by every server's job.
+    sealed_pass, user_data = sealing.seal(admin_pass), sealing.seal(spec.user_data)
     now = clock.now()
     parent_id = clock.new_hex_id()
     reservation = "r-" + clock.new_hex_id()[:8]
@@ -210,7 +222,7 @@ def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec, driver: 
             id=server_id, project_id=ident.project_id, user_id=ident.user_id, name=name,
             description=spec.description, flavor_id=flavor["id"], image_id=image["id"], key_name=spec.key_name,
             vm_state=st.BUILDING, task_state=st.SCHEDULING, power_state=st.POWER_NOSTATE, job_id=job_id,
-            metadata=_json(metadata), user_data=spec.user_data, addresses=_json(addresses),
+            metadata=_json(metadata), user_data=user_data, addresses=_json(addresses),
             availability_zone=az, reservation_id=reservation, launch_index=index, root_device_name="/dev/vda",
             firmware=image["hw_firmware_type"], created_at=now, updated_at=now))
         disks = [{"id": clock.new_uuid(), "size": size, "type": spec.volumetype, "boot_index": 0,
@@ -226,9 +238,8 @@ def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec, driver: 
         submit(conn, job_id=job_id, project_id=ident.project_id, job_type=st.CREATE_SINGLE_SERVER,
                server_id=server_id, parent_id=parent_id, params={
                    "disks": disks, "image": {k: image[k] for k in ("id", "disk_format", "min_disk", "properties")},
-                   "public_key": public_key, "admin_pass": admin_pass, "user_data": spec.user_data})
+                   "public_key": public_key, "admin_pass": sealed_pass, "user_data": user_data})
         server_ids.append(server_id)
-    srv.adjust_count(conn, ident.project_id, spec.count)
     return parent_id, server_ids
 
 
@@ -336,10 +347,7 @@ def create_disks_record(conn: Connection, ctx: JobContext) -> None:
 
 
 async def inject_act(ctx: JobContext) -> None:
-    p = ctx.params
-    what = Injection(public_keys=(p["public_key"],) if p["public_key"] else (), admin_pass=p["admin_pass"],
-                     user_data=base64.b64decode(p["user_data"]) if p["user_data"] else None)
-    await driver_call(ctx.driver.inject(p["disks"][0]["id"], what), "Ecs.0202")
+    await driver_call(ctx.driver.inject(ctx.params["disks"][0]["id"], injection(ctx.params)), "Ecs.0202")
 
 
 async def attach_act(ctx: JobContext) -> None:
@@ -428,8 +436,8 @@ def delete_record(conn: Connection, ctx: JobContext) -> None:
 def purge_record(conn: Connection, ctx: JobContext) -> None:
     conn.execute(volumes.delete().where(volumes.c.id.in_(ctx.params.get("delete_ids", []))))
     srv.finish_owned(conn, ctx.server_id, ctx.job_id, vm_state=st.DELETED, power_state=st.POWER_NOSTATE,
-                     deleted=True)
-    srv.adjust_count(conn, ctx.project_id, -1)
+                     deleted=True, user_data=None)     # a deleted server keeps no guest secret
+    srv.release_server(conn, ctx.project_id, ctx.server_id)   # its quota is free once the delete has finished
 
 
 def delete_failed(conn: Connection, ctx: JobContext, code: str, reason: str) -> None:

@@ -12,14 +12,14 @@ import functools
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import BigInteger, and_, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from ecsd.domain import clock
 from ecsd.domain import states as st
 from ecsd.domain.errors import EcsError
 from ecsd.store.prepared import Prepared
-from ecsd.store.schema import projects, servers, volumes
+from ecsd.store.schema import flavors, projects, servers, volumes
 
 _JSON_COLUMNS = ("metadata", "addresses", "fault")
 
@@ -148,14 +148,35 @@ def fail_owned(conn: Connection, server_id: str, job_id: str, op: str, code: str
                  fault={"code": code, "message": reason, "details": reason, "created": clock.iso_s(clock.now())})
 
 
+# --- project counters -----------------------------------------------------------------------------------
+# projects.server_count, cores_used and ram_used follow the live servers, and list_gen grows with every
+# change of the set, in the transaction that creates or deletes them. Creates go through
+# quotas.charge (the same update, made conditional on the quotas); deletes through release_server.
+
+def _flavor_of_server(column):
+    return func.coalesce(select(column).select_from(servers.join(flavors, flavors.c.id == servers.c.flavor_id))
+                         .where(servers.c.id == bindparam("s_id")).scalar_subquery(), 0)
+
+
 _ADJUST_COUNT = projects.update().where(projects.c.id == bindparam("p_id")).values(
-    server_count=projects.c.server_count + bindparam("p_delta"), list_gen=projects.c.list_gen + 1)
+    server_count=projects.c.server_count + bindparam("p_delta"),
+    cores_used=projects.c.cores_used + bindparam("p_cores", type_=BigInteger),
+    ram_used=projects.c.ram_used + bindparam("p_ram", type_=BigInteger), list_gen=projects.c.list_gen + 1)
+_RELEASE = projects.update().where(projects.c.id == bindparam("p_id")).values(
+    server_count=projects.c.server_count - 1, cores_used=projects.c.cores_used - _flavor_of_server(flavors.c.vcpus),
+    ram_used=projects.c.ram_used - _flavor_of_server(flavors.c.ram), list_gen=projects.c.list_gen + 1)
 _COUNT = select(projects.c.server_count).where(projects.c.id == bindparam("p_id"))
 
 
-def adjust_count(conn: Connection, project_id: str, delta: int) -> None:
-    """Keep projects.server_count (and list_gen) in step, in the transaction that creates or deletes servers."""
-    conn.execute(_ADJUST_COUNT, {"p_id": project_id, "p_delta": delta})
+def adjust_count(conn: Connection, project_id: str, delta: int, cores: int = 0, ram: int = 0) -> None:
+    """Move the project's counters by ``delta`` servers with ``cores`` vCPUs and ``ram`` MB (and bump
+    list_gen), unconditionally: for corrections and removals. A create must use quotas.charge."""
+    conn.execute(_ADJUST_COUNT, {"p_id": project_id, "p_delta": delta, "p_cores": cores, "p_ram": ram})
+
+
+def release_server(conn: Connection, project_id: str, server_id: str) -> None:
+    """A server stops counting (its delete has finished): one server, its flavor's vCPUs and RAM."""
+    conn.execute(_RELEASE, {"p_id": project_id, "s_id": server_id})
 
 
 def live_count(conn: Connection, project_id: str) -> int:

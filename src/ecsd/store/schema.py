@@ -43,6 +43,11 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("enabled", Boolean, nullable=False, server_default=true()),
     Column("created_at", Float, nullable=False),
+    # Failed password logins (domain/logins.py): how many since first_failed_at, within the lockout
+    # window; locked_until, once they reach the limit (a login before then fails whatever the password).
+    Column("failed_logins", Integer, nullable=False, server_default=text("0")),
+    Column("first_failed_at", Float, nullable=True),
+    Column("locked_until", Float, nullable=True),
     UniqueConstraint("domain_id", "name", name="uq_users_domain_name"),
 )
 
@@ -60,6 +65,15 @@ projects = Table(
     # Grows by one with every such create or delete: a listing may keep the project's order of live
     # servers in memory while this is unchanged (domain/listing.py).
     Column("list_gen", BigInteger, nullable=False, server_default=text("0")),
+    # vCPUs and RAM (MB) of the live servers' flavors, kept beside server_count in the same transactions;
+    # the create that would pass a quota is refused by the same conditional UPDATE (domain/quotas.py).
+    Column("cores_used", BigInteger, nullable=False, server_default=text("0")),
+    Column("ram_used", BigInteger, nullable=False, server_default=text("0")),
+    # Per-project quota overrides set by an administrator (`ecsd quotas set`): NULL = the default of
+    # domain/quotas.py, -1 = unlimited.
+    Column("quota_instances", BigInteger, nullable=True),
+    Column("quota_cores", BigInteger, nullable=True),
+    Column("quota_ram", BigInteger, nullable=True),
     UniqueConstraint("domain_id", "name", name="uq_projects_domain_name"),
 )
 
