@@ -21,9 +21,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from ecsd.config import Settings
-from ecsd.domain import access_keys, power_sync, recovery, seed
+from ecsd.domain import access_keys, logins, power_sync, recovery, sealing, seed
 from ecsd.domain.errors import EcsError
 from ecsd.domain.jobtypes import all_job_types
+from ecsd.domain.passwords import PasswordHasher
 from ecsd.drivers.simulated import SimulatedDriver
 from ecsd.engine.engine import Engine
 from ecsd.http import (
@@ -66,6 +67,7 @@ class Services:
     auth: Authenticator
     driver: Any
     engine: Engine
+    logins: logins.Logins
 
     def submitted(self) -> None:
         """Called after a transaction that inserted jobs has committed."""
@@ -87,7 +89,11 @@ def prepare_store(settings: Settings) -> tuple[Store, dict | None]:
     """Open, migrate and (first start only) seed the database. Returns the new credentials, if any."""
     if settings.database_url is None:
         os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
-    store = Store(settings.url)
+        mode = os.stat(settings.data_dir).st_mode & 0o777
+        if mode & 0o077:
+            log.warning("the data directory %s can be read by other users (mode %o): it holds the database and "
+                        "the secret key; chmod 700 it", settings.data_dir, mode)
+    store = Store(settings.url)      # the SQLite files are made 0600 (store/db.py: protect_sqlite_files)
     migrate.upgrade(store.engine)
     with store.tx() as conn:
         settled = recovery.settle_orphans(conn)
@@ -98,8 +104,12 @@ def prepare_store(settings: Settings) -> tuple[Store, dict | None]:
     except access_keys.SecretKeyError as exc:
         store.close()
         raise SystemExit(str(exc)) from None
+    sealing.configure(box)       # guest secrets at rest are sealed with the same key (domain/sealing.py)
     creds = None
     with store.tx() as conn:
+        resealed = sealing.seal_stored(conn)
+        if resealed:
+            log.warning("sealed %d stored guest secret(s) that an older version kept in the clear", resealed)
         if not access_keys.box_opens_stored_keys(conn, box):
             log.error("the stored secret access keys cannot be decrypted with %s: AK/SK requests will fail "
                       "until the key they were created with is restored",
@@ -139,20 +149,24 @@ def create_app(settings: Settings) -> Starlette:
         driver = make_driver(settings)
         engine = Engine(store, driver, all_job_types(), owner=settings.worker_name,
                         lease_seconds=settings.lease_seconds, max_inflight=settings.max_inflight_jobs)
-        app.state.services = Services(settings, store, Authenticator(store), driver, engine)
-        watcher = None
+        hasher = PasswordHasher(settings.password_hash_threads or None)
+        app.state.services = Services(settings, store, Authenticator(store), driver, engine,
+                                      logins.Logins(store, settings.login_policy, hasher, settings.token_ttl))
+        background = [asyncio.create_task(store.keep_wal_short(settings.wal_checkpoint_interval))]
         if settings.run_worker:
+            await driver.recover()       # what a killed process left on the host, before its jobs resume
             await engine.start()
-            watcher = asyncio.create_task(power_sync.watch(store, driver, settings.power_sync_interval))
+            background.append(asyncio.create_task(power_sync.watch(store, driver, settings.power_sync_interval)))
         settle_heap()
         try:
             yield
         finally:
-            if watcher is not None:
-                watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             if settings.run_worker:
                 await engine.stop()
+            hasher.close()
             store.close()
 
     routes = []

@@ -6,6 +6,8 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from ecsd.domain.logins import LoginPolicy
+
 
 def default_data_dir() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
@@ -42,7 +44,14 @@ class Settings:
     # Seconds between power-state sweeps (ECSD_POWER_SYNC_INTERVAL): servers whose machine stopped on
     # its own become SHUTOFF (domain/power_sync.py). 0 turns the sweep off.
     power_sync_interval: float = field(default_factory=lambda: _env_float("ECSD_POWER_SYNC_INTERVAL", 10.0))
+    # Seconds between WAL checkpoints that truncate SQLite's WAL (ECSD_WAL_CHECKPOINT_INTERVAL; 0: off),
+    # so that overwritten content (a finished job's secrets) leaves the files (docs/security.md).
+    wal_checkpoint_interval: float = field(default_factory=lambda: _env_float("ECSD_WAL_CHECKPOINT_INTERVAL", 30.0))
     token_ttl: float = 24 * 3600.0
+    # Failed-login throttling per user and per client address (ECSD_LOCKOUT_*, ECSD_LOGIN_*; domain/logins.py).
+    login_policy: LoginPolicy = field(default_factory=LoginPolicy.from_env)
+    # Threads that hash passwords off the event loop (ECSD_PASSWORD_HASH_THREADS; 0: half the cores, 1-4).
+    password_hash_threads: int = field(default_factory=lambda: int(_env_float("ECSD_PASSWORD_HASH_THREADS", 0)))
     max_body_bytes: int = 256 * 1024
     # The URL this service tells clients to use (token catalog). None: http://host:port
     public_url: str | None = None

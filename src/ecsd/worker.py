@@ -28,8 +28,10 @@ async def run(settings: Settings, grace: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await engine.driver.recover()     # what a killed process left on the host, before its jobs resume
     await engine.start()
-    watcher = asyncio.create_task(power_sync.watch(store, engine.driver, settings.power_sync_interval))
+    watcher = asyncio.gather(power_sync.watch(store, engine.driver, settings.power_sync_interval),
+                             store.keep_wal_short(settings.wal_checkpoint_interval))
     settle_heap()
     log.warning("worker %s started (lease %.0f s)", settings.worker_name, settings.lease_seconds)
     try:

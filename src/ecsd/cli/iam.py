@@ -69,14 +69,43 @@ def users_list(domain, as_json, data_dir, database_url) -> None:
     with _admin_store(data_dir, database_url) as (_, store):
         rows = store.run_sync(lambda conn: identity.list_users(
             conn, _domain_id(conn, domain) if domain is not None else None))
+    from ecsd.domain import clock
+
+    now = clock.now()
+
+    def locked(r) -> str | None:
+        return _when(r["locked_until"]) if r["locked_until"] is not None and r["locked_until"] > now else None
+
     if as_json:
         _emit_json([{"id": r["id"], "name": r["name"], "domain_id": r["domain_id"],
                      "domain_name": r["domain_name"], "enabled": bool(r["enabled"]),
-                     "created_at": _when(r["created_at"]), "projects": r["projects"]} for r in rows])
+                     "created_at": _when(r["created_at"]), "projects": r["projects"],
+                     "locked_until": locked(r), "failed_logins": r["failed_logins"]} for r in rows])
         return
-    _table(["DOMAIN", "USER", "ID", "ENABLED", "PROJECTS"],
-           [[r["domain_name"], r["name"], r["id"], "yes" if r["enabled"] else "no",
+    _table(["DOMAIN", "USER", "ID", "ENABLED", "LOCKED UNTIL", "PROJECTS"],
+           [[r["domain_name"], r["name"], r["id"], "yes" if r["enabled"] else "no", locked(r) or "-",
              ",".join(r["projects"]) or "-"] for r in rows])
+
+
+@users.command("unlock")
+@click.argument("user")
+@click.option("--domain", default=None, help="The user's domain (needed when the name is not unique).")
+@_data_dir
+@_db_url
+def users_unlock(user, domain, data_dir, database_url) -> None:
+    """End USER's failed-login lock and forget its failed logins (a running server sees it at once)."""
+    from ecsd.domain import logins
+
+    with _admin_store(data_dir, database_url) as (_, store):
+        def run(conn):
+            member = _user(conn, user, domain)
+            return member, logins.unlock(conn, member["id"])
+
+        member, was_locked = store.run_sync(run)
+    if was_locked:
+        click.echo(f"Unlocked user {member['name']} ({member['id']}).")
+    else:
+        click.echo(f"User {member['name']} ({member['id']}) was not locked; its failed logins are forgotten.")
 
 
 @main.group()

@@ -28,7 +28,7 @@ import orjson
 from sqlalchemy import and_, bindparam
 from sqlalchemy.engine import Connection
 
-from ecsd.domain import clock
+from ecsd.domain import clock, sealing
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
 from ecsd.domain.errors import EcsError, invalid
@@ -152,8 +152,9 @@ def accept(conn: Connection, ident: Identity, server_id: str, req: OsChange, dri
                "device": old["device"] or server["root_device_name"],
                "image": {k: image[k] for k in ("id", "name", "os_type", "os_bit", "imagetype", "platform",
                                                "disk_format", "min_disk", "virtual_env_type", "properties")},
-               "key_name": req.keyname, "public_key": public_key, "admin_pass": req.adminpass,
-               "user_data": req.user_data, "byol": req.byol,
+               "key_name": req.keyname, "public_key": public_key,
+               "admin_pass": sealing.seal(req.adminpass), "user_data": sealing.seal(req.user_data),   # at rest: sealed
+               "byol": req.byol,
                "encrypted": req.encrypted, "cmk_id": req.cmk_id,
            })
     return job_id
@@ -206,11 +207,16 @@ def create_disk_record(conn: Connection, ctx: JobContext) -> None:
     srv.update_owned(conn, ctx.server_id, ctx.job_id, task_state=st.REBUILD_BDM)
 
 
+def injection(p: dict[str, Any]) -> Injection:
+    """What a job's parameters say goes into a new system disk (its secrets unsealed just for the driver)."""
+    user_data = sealing.unseal(p["user_data"])
+    return Injection(public_keys=(p["public_key"],) if p["public_key"] else (),
+                     admin_pass=sealing.unseal(p["admin_pass"]),
+                     user_data=base64.b64decode(user_data) if user_data else None)
+
+
 async def inject_act(ctx: JobContext) -> None:
-    p = ctx.params
-    what = Injection(public_keys=(p["public_key"],) if p["public_key"] else (), admin_pass=p["admin_pass"],
-                     user_data=base64.b64decode(p["user_data"]) if p["user_data"] else None)
-    await driver_call(ctx.driver.inject(p["new_volume"], what), "Ecs.0202")
+    await driver_call(ctx.driver.inject(ctx.params["new_volume"], injection(ctx.params)), "Ecs.0202")
 
 
 async def swap_act(ctx: JobContext) -> None:
@@ -231,7 +237,7 @@ def swap_record(conn: Connection, ctx: JobContext) -> None:
     values: dict[str, Any] = {"image_id": p["image"]["id"], "key_name": p["key_name"], "metadata": metadata,
                               "task_state": st.REBUILD_SPAWNING}
     if p["user_data"] is not None:
-        values["user_data"] = p["user_data"]
+        values["user_data"] = p["user_data"]      # sealed, as the server keeps it
     srv.update_owned(conn, ctx.server_id, ctx.job_id, **values)
 
 
@@ -280,7 +286,8 @@ def on_fail(conn: Connection, ctx: JobContext, code: str, reason: str) -> None:
 
 
 def scrub_secrets(conn: Connection, job_id: str, params: dict[str, Any]) -> None:
-    """A finished job keeps no password or user data in its parameters."""
+    """A finished job keeps no password or user data in its parameters (not even sealed; and
+    SQLite's secure_delete zeroes the space the old text took, store/db.py)."""
     if params.get("admin_pass") is None and params.get("user_data") is None:
         return
     clean = {**params, "admin_pass": None, "user_data": None}

@@ -25,12 +25,13 @@ class EcsError(Exception):
     """A documented ECS error. ``detail`` becomes one entry of ``details`` (what exactly was wrong)."""
 
     def __init__(self, code: str, detail: str | None = None, *, status: int | None = None,
-                 message: str | None = None) -> None:
+                 message: str | None = None, headers: dict[str, str] | None = None) -> None:
         known = CATALOGUE.get(code) or EXTRA.get(code) or (400, "Request error.")
         self.code = code
         self.status = status if status is not None else known[0]
         self.message = message if message is not None else known[1]
         self.detail = detail
+        self.headers = headers          # extra response headers (e.g. Retry-After of a 429)
         super().__init__(f"{code}: {detail or self.message}")
 
     def body(self) -> dict:

@@ -1,6 +1,7 @@
 """Domains, users, projects and tokens: the IAM side a caller needs before any ECS call.
 
-Passwords are stored as scrypt hashes; tokens as the SHA-256 of their value. A validated token is
+Passwords are stored as scrypt hashes (domain/passwords.py; logins, with their throttles, in
+domain/logins.py); tokens as the SHA-256 of their value. A validated token is
 cached in memory for a few seconds so that the hot path does not hit the database per request;
 revocation in another process therefore takes effect within the cache's ttl (``domain/cache.py``) seconds.
 """
@@ -8,7 +9,6 @@ revocation in another process therefore takes effect within the cache's ttl (``d
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -17,26 +17,8 @@ from sqlalchemy.engine import Connection
 
 from ecsd.domain import clock
 from ecsd.domain.errors import EcsError
+from ecsd.domain.passwords import hash_password, verify_password  # noqa: F401 - re-exported
 from ecsd.store.schema import domains, memberships, projects, tokens, users
-
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
-
-
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    return f"scrypt${salt.hex()}${digest.hex()}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        scheme, salt_hex, digest_hex = stored.split("$")
-    except ValueError:
-        return False
-    if scheme != "scrypt":
-        return False
-    digest = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt_hex), dklen=32, **_SCRYPT)
-    return hmac.compare_digest(digest.hex(), digest_hex)
 
 
 def token_hash(token: str) -> str:
@@ -92,35 +74,17 @@ def _unauthorized(detail: str) -> EcsError:
     return EcsError("Common.0013", detail, status=401)
 
 
-def issue_token(conn: Connection, *, domain_name: str | None, domain_id: str | None, user_name: str | None,
-                user_id: str | None, password: str, project_name: str | None, project_id: str | None,
-                project_domain_name: str | None, project_domain_id: str | None,
-                ttl: float) -> tuple[str, Identity]:
-    """Password authentication with project scope. Returns the token value and its identity."""
-    q = select(users.c.id, users.c.name, users.c.password_hash, users.c.enabled, domains.c.id.label("did"),
-               domains.c.name.label("dname"), domains.c.enabled.label("denabled")).join(
-        domains, domains.c.id == users.c.domain_id)
-    if user_id:
-        q = q.where(users.c.id == user_id)
-    else:
-        if domain_id:
-            q = q.where(and_(users.c.name == user_name, domains.c.id == domain_id))
-        else:
-            q = q.where(and_(users.c.name == user_name, domains.c.name == domain_name))
-    user = conn.execute(q).first()
-    # Verify a password even for an unknown user, so that timing does not reveal which names exist.
-    if user is None:
-        verify_password(password, _DUMMY_HASH)
-        raise _unauthorized("The username or password is wrong.")
-    if not verify_password(password, user.password_hash) or not user.enabled or not user.denabled:
-        raise _unauthorized("The username or password is wrong.")
-
+def issue_token_for(conn: Connection, user: dict, *, project_id: str | None, project_name: str | None,
+                    project_domain_id: str | None, project_domain_name: str | None,
+                    ttl: float) -> tuple[str, Identity]:
+    """A project-scoped token for ``user`` (``logins.find_login_user``'s row), whose password was
+    verified. Returns the token value and its identity; 401 when the user may not use the project."""
     pq = select(projects.c.id, projects.c.name, projects.c.enabled).join(
-        memberships, and_(memberships.c.project_id == projects.c.id, memberships.c.user_id == user.id))
+        memberships, and_(memberships.c.project_id == projects.c.id, memberships.c.user_id == user["id"]))
     if project_id:
         pq = pq.where(projects.c.id == project_id)
     else:
-        pdomain = project_domain_id or user.did
+        pdomain = project_domain_id or user["did"]
         if project_domain_name and not project_domain_id:
             pdomain = conn.execute(select(domains.c.id).where(domains.c.name == project_domain_name)).scalar()
         pq = pq.where(and_(projects.c.name == project_name, projects.c.domain_id == pdomain))
@@ -130,13 +94,10 @@ def issue_token(conn: Connection, *, domain_name: str | None, domain_id: str | N
 
     value = "ecsd_" + secrets.token_urlsafe(48)
     issued = clock.now()
-    conn.execute(tokens.insert().values(token_hash=token_hash(value), user_id=user.id, project_id=project.id,
+    conn.execute(tokens.insert().values(token_hash=token_hash(value), user_id=user["id"], project_id=project.id,
                                         issued_at=issued, expires_at=issued + ttl))
-    return value, Identity(user.id, user.name, user.did, user.dname, project.id, project.name,
+    return value, Identity(user["id"], user["name"], user["did"], user["dname"], project.id, project.name,
                            issued + ttl, issued)
-
-
-_DUMMY_HASH = hash_password(secrets.token_hex(8))
 
 
 def lookup_token(conn: Connection, value: str) -> Identity | None:
@@ -239,8 +200,8 @@ def is_member(conn: Connection, user_id: str, project_id: str) -> bool:
 
 def list_users(conn: Connection, domain_id: str | None = None) -> list[dict]:
     """Users with their domain and the names of their projects, ordered by domain and name."""
-    q = (select(users.c.id, users.c.name, users.c.enabled, users.c.created_at,
-                domains.c.id.label("domain_id"), domains.c.name.label("domain_name"))
+    q = (select(users.c.id, users.c.name, users.c.enabled, users.c.created_at, users.c.locked_until,
+                users.c.failed_logins, domains.c.id.label("domain_id"), domains.c.name.label("domain_name"))
          .join(domains, domains.c.id == users.c.domain_id).order_by(domains.c.name, users.c.name))
     if domain_id is not None:
         q = q.where(users.c.domain_id == domain_id)

@@ -49,7 +49,7 @@ def no_content(status: int = 204) -> Response:
 
 
 def error_response(err: EcsError) -> JSON:
-    return JSON(err.body(), status_code=err.status)
+    return JSON(err.body(), status_code=err.status, headers=err.headers)
 
 
 # --- request ids -----------------------------------------------------------------------------------

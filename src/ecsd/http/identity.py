@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.routing import Route
 
-from ecsd.domain import clock, identity
+from ecsd.domain import clock, identity, logins
 from ecsd.domain.errors import EcsError
 from ecsd.http.core import Ctx, endpoint, error_response, json, no_content, parse, read_json
 
@@ -86,6 +86,7 @@ def token_body(ident: identity.Identity, endpoint_url: str, region: str) -> dict
 
 
 async def create_token(request: Request) -> Any:
+    """Password login (domain/logins.py: throttles, hashing off the loop, one answer for every failure)."""
     services = request.app.state.services
     try:
         req = parse(TokenRequest, await read_json(request, services.settings.max_body_bytes))
@@ -98,14 +99,14 @@ async def create_token(request: Request) -> Any:
         project = req.auth.scope.project if req.auth.scope else None
         if project is None or not (project.id or project.name):
             raise EcsError("Ecs.0005", "a project scope is required: ECS is a project-level service")
-        value, ident = await services.store.run(
-            lambda conn: identity.issue_token(
-                conn, domain_name=user.domain.name if user.domain else None,
-                domain_id=user.domain.id if user.domain else None, user_name=user.name, user_id=user.id,
-                password=user.password, project_name=project.name, project_id=project.id,
-                project_domain_name=project.domain.name if project.domain else None,
-                project_domain_id=project.domain.id if project.domain else None,
-                ttl=services.settings.token_ttl))
+        login = logins.LoginRequest(
+            password=user.password, user_id=user.id, user_name=user.name,
+            domain_id=user.domain.id if user.domain else None, domain_name=user.domain.name if user.domain else None,
+            project_id=project.id, project_name=project.name,
+            project_domain_id=project.domain.id if project.domain else None,
+            project_domain_name=project.domain.name if project.domain else None)
+        address = request.client.host if request.client else ""
+        value, ident = await services.logins.login(login, address)
     except EcsError as err:
         return error_response(err)
     services.auth.cache.put(value, ident, ident.expires_at)

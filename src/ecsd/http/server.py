@@ -83,6 +83,10 @@ LINGER_SECONDS = 2.0
 LINGER_BYTES = 1024 * 1024
 
 
+class _Refused(Exception):
+    """Raised in a parser callback to stop parsing a request that was refused."""
+
+
 def _raw_error(err: EcsError) -> bytes:
     """A complete HTTP/1.1 response carrying ``err`` as the ECS error body, closing the connection."""
     body = orjson.dumps(err.body())
@@ -108,6 +112,7 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
         _body_timer: asyncio.TimerHandle | None
         _address: str | None
         _lingering: int | None                        # bytes dropped since a refusal (None: none yet)
+        _head_size: int = 0                           # the current head's URL and headers, as parsed
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
             self._head_bytes = 0
@@ -179,21 +184,39 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
                 # Upgrade: h2c / websocket: not offered (ws="none"); the request is answered over HTTP/1.1.
                 pass
             except httptools.HttpParserError as exc:
+                if self._lingering is not None:       # a callback refused the request and stopped the parser
+                    return
                 log.info("malformed HTTP request from %s: %s", self._address or "?", exc)
                 self._reject(EcsError(MALFORMED, str(exc)[:200] or None))
                 return
             if self._head_bytes is not None and self._head_bytes > limits.max_header_bytes:
-                log.info("refused a request head of more than %d bytes from %s", limits.max_header_bytes,
-                         self._address or "?")
-                self._reject(EcsError(HEAD_TOO_LARGE, f"the request line and headers may take at most "
-                                                      f"{limits.max_header_bytes} bytes"))
+                self._too_large()
+
+        def _too_large(self) -> None:
+            log.info("refused a request head of more than %d bytes from %s", limits.max_header_bytes,
+                     self._address or "?")
+            self._reject(EcsError(HEAD_TOO_LARGE, f"the request line and headers may take at most "
+                                                  f"{limits.max_header_bytes} bytes"))
 
         def on_message_begin(self) -> None:
             if self._head_bytes is None:              # a pipelined request: its bytes came with the last one
                 self._head_bytes = 0
+            self._head_size = 0
             super().on_message_begin()
 
+        # The exact size of a head that arrived whole in one read (data_received only sees reads).
+        def on_url(self, url: bytes) -> None:
+            self._head_size += len(url)
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._head_size += len(name) + len(value) + 4
+            super().on_header(name, value)
+
         def on_headers_complete(self) -> None:
+            if self._head_size > limits.max_header_bytes:
+                self._too_large()
+                raise _Refused                        # stops the parser: this request never reaches the app
             self._head_bytes = None
             if self._head_timer is not None:
                 self._head_timer.cancel()

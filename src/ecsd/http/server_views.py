@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ecsd.domain import clock
+from ecsd.domain import clock, sealing
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
 from ecsd.domain.flavors import get_flavor
@@ -48,7 +48,7 @@ def server_view(s: dict[str, Any], flavor: dict[str, Any] | None, vols: list[dic
         "OS-EXT-SRV-ATTR:hostname": s["name"].lower().replace("_", "-").replace(".", "-"),
         "OS-EXT-SRV-ATTR:reservation_id": s["reservation_id"], "OS-EXT-SRV-ATTR:launch_index": s["launch_index"],
         "OS-EXT-SRV-ATTR:kernel_id": "", "OS-EXT-SRV-ATTR:ramdisk_id": "",
-        "OS-EXT-SRV-ATTR:user_data": s["user_data"],
+        "OS-EXT-SRV-ATTR:user_data": sealing.unseal(s["user_data"]),
         "OS-EXT-AZ:availability_zone": s["availability_zone"], "OS-DCF:diskConfig": "MANUAL",
         "OS-SRV-USG:launched_at": clock.iso_us(s["launched_at"]) or "", "OS-SRV-USG:terminated_at": "",
         "locked": bool(s["locked"]), "fault": fault,

@@ -69,9 +69,41 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of an SQLite URL (None for PostgreSQL or an in-memory database)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    return path if path and path != ":memory:" else None
+
+
+def protect_sqlite_files(path: str) -> None:
+    """The database and its WAL and shared-memory files are the owner's alone (0600): created so
+    before SQLite opens them (SQLite gives -wal and -shm the database file's mode), and tightened
+    if an older version left them readable by others."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:       # e.g. the directory is missing: SQLite's own error says it better
+        log.debug("cannot create %s: %s", path, exc)
+        return
+    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+        try:
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("cannot make %s private (0600): %s", name, exc)
+
+
 def make_engine(url: str, pool_size: int = 16) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        path = sqlite_path(url)
+        if path is not None:
+            protect_sqlite_files(path)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -82,6 +114,9 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")   # durable against process crashes (decisions.md)
             cur.execute("PRAGMA foreign_keys=ON")
+            # Deleted or overwritten content (a job's sealed secrets once it ends) is zeroed, not left
+            # in free space; checkpoint_wal() then takes the old frames out of the WAL (docs/security.md).
+            cur.execute("PRAGMA secure_delete=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA cache_size=-65536")       # 64 MiB of page cache (default: 2 MiB)
             cur.execute("PRAGMA mmap_size=67108864")      # read through a 64 MiB memory map
@@ -283,6 +318,33 @@ class Store:
             self._ping = None
         if not fut.cancelled():
             fut.exception()        # retrieved: a ping nobody waits for any more must not warn
+
+    def checkpoint_wal(self) -> bool:
+        """SQLite: copy the WAL into the database and truncate it to zero bytes, so that old frames
+        (content since overwritten, e.g. a finished job's secrets) do not stay in the file. Blocking
+        (it waits for readers to move on): call it off the event loop. False if it could not finish."""
+        if not self.is_sqlite:
+            return True
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            raw.execute("PRAGMA busy_timeout=2000")
+            try:
+                busy, _, _ = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                raw.execute("PRAGMA busy_timeout=30000")
+        return busy == 0
+
+    async def keep_wal_short(self, interval: float) -> None:
+        """Every ``interval`` seconds, :meth:`checkpoint_wal` on a thread (SQLite; until cancelled)."""
+        if not self.is_sqlite or interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await asyncio.to_thread(self.checkpoint_wal):
+                    log.info("WAL checkpoint could not finish (readers); next try in %g s", interval)
+            except Exception:
+                log.warning("WAL checkpoint failed", exc_info=True)
 
     def close(self) -> None:
         if self._batch is not None:     # the loop stopped before the turn that would commit it
