@@ -106,7 +106,13 @@ def test_only_recorded_helpers_of_dead_owners_are_ended(tmp_path):
         record(sleepers[3], boot="another boot")                    # recorded before the host rebooted
         record(sleepers[4])                                         # ours, and its ecsd is gone: ended
         asyncio.run(driver.recover())
-        assert sleepers[4].wait(timeout=10) == -signal.SIGTERM
+        try:
+            ended = sleepers[4].wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pid = sleepers[4].pid
+            raise AssertionError(f"helper {pid} not ended: start {start_time(pid)}, boot {boot_id()}, "
+                                 f"records {driver.helpers.records()}") from None
+        assert ended == -signal.SIGTERM
         assert [p.poll() for p in sleepers[:4]] == [None] * 4
         left = sorted(r["pid"] for _n, r in driver.helpers.records())
         assert left == [sleepers[2].pid]                             # the others' records are settled

@@ -296,7 +296,8 @@ def test_import_checks_what_it_stores(tmp_path, os_files):
 
 def _wait(api: Api, job_id: str, timeout: float) -> dict:
     job = api.wait_job(job_id, timeout=timeout)
-    assert job["status"] == "SUCCESS", job
+    reasons = [job.get("fail_reason")] + [sub.get("fail_reason") for sub in job["entities"].get("sub_jobs", [])]
+    assert job["status"] == "SUCCESS", f"{job['job_type']} {job['status']}: {[r for r in reasons if r]}"
     return job
 
 

@@ -35,7 +35,7 @@ def serve(host, port, data_dir, database_url, driver, no_worker, log_level) -> N
     import uvicorn
 
     from ecsd.app import create_app, prepare_store, write_credentials
-    from ecsd.http.server import HttpLimits, protocol_class
+    from ecsd.http.server import HttpLimits, fit_to_fd_limit, protocol_class
 
     settings = _settings(data_dir, database_url, host=host, port=port, driver=driver)
     settings.run_worker = not no_worker
@@ -55,11 +55,11 @@ def serve(host, port, data_dir, database_url, driver, no_worker, log_level) -> N
     # the short requests were no faster (bench/analysis.md).
     # The HTTP server is uvicorn's httptools protocol with ecsd's limits on heads, bodies, timeouts and
     # connections (http/server.py, docs/security.md). No WebSocket: ecsd serves none.
-    limits = HttpLimits.from_env()
+    limits = fit_to_fd_limit(HttpLimits.from_env())
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
                             loop="asyncio", http=protocol_class(limits), ws="none", lifespan="on",
                             timeout_keep_alive=limits.keep_alive_timeout, timeout_graceful_shutdown=15,
-                            server_header=False)
+                            server_header=False, proxy_headers=False)   # X-Forwarded-For is not trusted
     uvicorn.Server(config).run()
 
 

@@ -73,6 +73,29 @@ class HttpLimits:
         return cls(**values)
 
 
+def fit_to_fd_limit(limits: HttpLimits, reserve: int = 128) -> HttpLimits:
+    """Raise the soft limit of open files to the hard one (at most 65,536), and lower
+    ``max_connections`` if the files this process may open could not hold them and ``reserve`` more
+    (database, logs, the local driver's sockets): a connection is refused with an answer rather than
+    left in the kernel's queue by a failing ``accept``."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY and hard <= 65536 else 65536
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and limits.max_connections > soft - reserve:
+        log.warning("at most %d open files: max_connections lowered from %d to %d", soft, limits.max_connections,
+                    max(1, soft - reserve))
+        limits.max_connections = max(1, soft - reserve)
+        limits.max_connections_per_address = min(limits.max_connections_per_address, limits.max_connections)
+    return limits
+
+
 # Codes of the answers given here (domain/errors.py EXTRA holds their status and message).
 MALFORMED = "Common.0400"
 TIMEOUT = "Common.0408"
