@@ -160,3 +160,22 @@ def test_connections_beyond_the_per_address_limit_are_refused(tmp_path):
         assert status == 200       # the count goes down as connections close
     finally:
         proc.stop()
+
+
+def test_garbage_after_a_request_in_flight_is_answered_once_and_logs_no_error(server):
+    """A request still in the application when the client's next bytes are refused: the refusal is the
+    one answer, and the application's late answer is dropped, not written after it (no traceback)."""
+    before = os.path.getsize(server.log_path)
+    creds = read_json(os.path.join(server.data_dir, "credentials.json"))
+    slow = (b"POST /v3/auth/tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(json.dumps(token_request(creds, "wrong-password-1"))), json.dumps(
+                token_request(creds, "wrong-password-1")).encode()))
+    for _ in range(3):
+        raw = _exchange(server, slow + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + b"GARBAGE\r\n\r\n")
+        assert raw.count(b"HTTP/1.1 ") == 1, raw[:400]
+        _assert_ecs_error(raw, 400, "Common.0400")
+    time.sleep(0.5)                      # the failed logins' answers come after their time floor
+    with open(server.log_path, errors="replace") as fh:
+        fh.seek(before)
+        log = fh.read()
+    assert "ERROR" not in log and "Traceback" not in log, log[-2000:]

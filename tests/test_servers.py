@@ -772,3 +772,16 @@ def test_batch_rename_bad_bodies(api, body, code):
 
 def test_server_name_path_is_not_a_server_id(api):
     assert_error(api.get("/v1/{pid}/cloudservers/server-name"), 404, "Ecs.0114")
+
+
+def test_a_name_filter_longer_than_any_name_matches_nothing(api):
+    """Not a database error: SQLite bounds LIKE patterns (50,000 bytes), and no name is that long."""
+    api.create_servers()
+    long_name = "x" * 60_000
+    r = api.get(f"/v1/{{pid}}/cloudservers/detail?name={long_name}")
+    assert r.status_code == 200 and r.json()["count"] == 0, r.text[:300]
+    for path in ("/v2.1/{pid}/servers", "/v2.1/{pid}/servers/detail"):
+        r = api.get(f"{path}?name={long_name}")
+        assert r.status_code == 200 and r.json()["servers"] == [], r.text[:300]
+    r = api.get(f"/v1/{{pid}}/cloudservers/detail?ip={'1' * 60_000}")
+    assert r.status_code == 200 and r.json()["count"] == 0

@@ -63,6 +63,10 @@ def _status_condition(status: str):
     return or_(*(and_(servers.c.vm_state == vm, servers.c.task_state == task) for vm, task in pairs))
 
 
+MAX_SERVER_NAME = 255     # no server name is longer (create allows 128)
+MAX_ADDRESS = 45          # the longest textual IP address
+
+
 def _escape(fragment: str) -> str:
     """Literal text inside a LIKE pattern (ESCAPE '\\')."""
     return fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -103,8 +107,12 @@ class Filters:
     not_tags: str | None = None       # ... and any not-tags filter matches everything
 
     def conditions(self, project_id: str) -> list:
-        """The WHERE terms; an invalid status is Ecs.0005."""
+        """The WHERE terms; an invalid status is Ecs.0005. A name or address longer than any there can
+        be matches nothing (and never reaches the database's LIKE, whose patterns are bounded)."""
         cond = [servers.c.project_id == project_id, servers.c.deleted.is_(False)]
+        if (self.name and len(self.name) > MAX_SERVER_NAME) or any(
+                value and len(value) > MAX_ADDRESS for value in (self.ip, self.ip_eq)):
+            return [*cond, false()]
         if self.name:
             cond.append(servers.c.name.ilike(_like(self.name, True), escape="\\"))
         if self.status:

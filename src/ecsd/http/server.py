@@ -136,10 +136,12 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
         _address: str | None
         _lingering: int | None                        # bytes dropped since a refusal (None: none yet)
         _head_size: int = 0                           # the current head's URL and headers, as parsed
+        _cycles: list                                 # this connection's requests not yet answered
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
             self._head_bytes = 0
             self._lingering = None
+            self._cycles = []
             self._head_timer = self._body_timer = None
             self._address = None
             super().connection_made(transport)
@@ -176,10 +178,22 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
             its kernel does not answer our close with a reset that discards the answer unread."""
             self._cancel_timers()
             self._head_bytes = None
-            if self.cycle is not None and not self.cycle.response_complete:
-                self.cycle.disconnected = True          # the application's answer, if any, is dropped
-                self.cycle.message_event.set()
+            # Every request of this connection still in the application (the running one and the
+            # pipelined ones behind it) is cut off: its answer, if any, is dropped, never written
+            # after ours.
+            midway = False
+            for cycle in self._cycles:
+                if not cycle.response_complete:
+                    midway = midway or cycle.response_started
+                    cycle.disconnected = True
+                    cycle.waiting_for_100_continue = False
+                    cycle.message_event.set()
+            self._cycles.clear()
+            self.pipeline.clear()
             if self.transport.is_closing() or self._lingering is not None:
+                return
+            if midway:                                # half an answer is out: nothing can follow it
+                self.transport.close()
                 return
             self.transport.write(_raw_error(err))
             self._lingering = 0
@@ -245,6 +259,9 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
                 self._head_timer.cancel()
                 self._head_timer = None
             super().on_headers_complete()
+            if self.cycle is not None:
+                self._cycles = [c for c in self._cycles if not c.response_complete]
+                self._cycles.append(self.cycle)
             if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
                 self._body_timer = self.loop.call_later(limits.body_timeout, self._body_timed_out)
 
@@ -278,8 +295,9 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
             log.info("closed a connection from %s: request body not complete within %.0f s",
                      self._address or "?", limits.body_timeout)
             if self.cycle.response_started:
-                self.cycle.disconnected = True
-                self.cycle.message_event.set()
+                for cycle in self._cycles:
+                    cycle.disconnected = True
+                    cycle.message_event.set()
                 self.transport.close()
                 return
             self._reject(EcsError(TIMEOUT, f"the request body did not arrive within {limits.body_timeout:g} s"))
