@@ -157,6 +157,7 @@ def create_app(settings: Settings) -> Starlette:
             await driver.recover()       # what a killed process left on the host, before its jobs resume
             await engine.start()
             background.append(asyncio.create_task(power_sync.watch(store, driver, settings.power_sync_interval)))
+        health.schema_head()          # read the migration scripts now, not in the first readiness probe
         settle_heap()
         try:
             yield

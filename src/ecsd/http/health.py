@@ -22,8 +22,8 @@ from ecsd.store import migrate
 _HEAD: list[str] = []
 
 
-def _head() -> str:
-    """The schema revision this code expects (read once: it reads the migration scripts)."""
+def schema_head() -> str:
+    """The schema revision this code expects (read once, at start-up: it reads the migration scripts)."""
     if not _HEAD:
         _HEAD.append(migrate.head_revision())
     return _HEAD[0]
@@ -48,10 +48,10 @@ async def readyz(request: Request) -> Response:
         checks["database"] = {"status": "unavailable", "reason": exc.__class__.__name__}
     else:
         ms = round((time.perf_counter() - started) * 1000, 2)
-        if revision != _head():
+        if revision != schema_head():
             ok = False
             checks["database"] = {"status": "unavailable", "reason": "schema", "schema": revision,
-                                  "expected": _head(), "ms": ms}
+                                  "expected": schema_head(), "ms": ms}
         else:
             checks["database"] = {"status": "ok", "schema": revision, "ms": ms}
     engine = services.engine

@@ -150,7 +150,7 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
                     address is not None and per_address[address] >= limits.max_connections_per_address):
                 log.info("refused a connection from %s: connection limit reached", address or "?")
                 self._reject(EcsError(TOO_MANY_CONNECTIONS, "too many open connections",
-                                      message="Api flow control Error because too many connections."))
+                                      message="Api flow control Error because too many connections."), linger=False)
                 return
             if address is not None:
                 self._address = address
@@ -172,10 +172,11 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
                     timer.cancel()
             self._head_timer = self._body_timer = None
 
-        def _reject(self, err: EcsError) -> None:
+        def _reject(self, err: EcsError, linger: bool = True) -> None:
             """Answer ``err`` and end the connection. The close lingers: what the client is still
             sending is read and dropped (at most LINGER_BYTES, for LINGER_SECONDS) after a FIN, so that
-            its kernel does not answer our close with a reset that discards the answer unread."""
+            its kernel does not answer our close with a reset that discards the answer unread. A
+            connection over the connection limits does not linger (it would hold a socket longer)."""
             self._cancel_timers()
             self._head_bytes = None
             # Every request of this connection still in the application (the running one and the
@@ -196,6 +197,9 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
                 self.transport.close()
                 return
             self.transport.write(_raw_error(err))
+            if not linger:
+                self.transport.close()
+                return
             self._lingering = 0
             if self.transport.can_write_eof():
                 self.transport.write_eof()
