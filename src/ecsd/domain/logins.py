@@ -194,9 +194,22 @@ class Logins:
 
     async def login(self, req: LoginRequest, address: str) -> tuple[str, identity.Identity]:
         """Verify the password and issue a project-scoped token: ``(token value, identity)``.
-        Raises 401 Common.0013 for every failure, 429 APIGW.0308 when the address is throttled."""
+        Raises 401 Common.0013 for every failure, 429 APIGW.0308 when the address is throttled or
+        too many logins wait for a hash thread. Every refusal is answered no sooner than the floor:
+        it hides what a failure cost, and a client that retries at once can refuse itself at most
+        1 / floor times a second per connection, so refusals cannot crowd the event loop."""
         loop = asyncio.get_running_loop()
         arrived = loop.time()
+        try:
+            return await self._login(req, address)
+        except EcsError as err:
+            if err.status in (401, 429):
+                delay = arrived + self.policy.failure_floor - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            raise
+
+    async def _login(self, req: LoginRequest, address: str) -> tuple[str, identity.Identity]:
         now = clock.now()
         self.addresses.check(address, now)
         user = await self.store.read(find_login_user, req)
@@ -211,9 +224,6 @@ class Logins:
                                 self.policy.duration, self.policy.attempts)
             elif locked:
                 log.info("login of locked user %s (%s) refused", user["name"], user["id"])
-            delay = arrived + self.policy.failure_floor - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
             raise EcsError("Common.0013", WRONG, status=401)
         return await self.store.run(_issue, user, req, self.token_ttl)
 

@@ -2,8 +2,8 @@
 
 One scrypt costs ~50 ms of CPU and 16 MiB of memory by design; on the event loop every login would
 pause every other request for that long. :class:`PasswordHasher` runs them on at most ``threads``
-threads (hashlib's scrypt releases the GIL, so the loop goes on meanwhile) with at most ``queue``
-waiting; beyond that a login is refused at once with 429 ``APIGW.0308`` instead of queueing without
+threads (hashlib's scrypt releases the GIL, so the loop goes on meanwhile; the threads run at nice
++10, so a core they share with the loop serves requests first) with at most ``queue`` waiting; beyond that a login is refused at once with 429 ``APIGW.0308`` instead of queueing without
 bound (docs/security.md).
 """
 
@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ecsd.domain.errors import EcsError
@@ -43,6 +44,18 @@ def verify_password(password: str, stored: str) -> bool:
 DUMMY_HASH = hash_password(secrets.token_hex(8))
 
 
+HASH_NICENESS = 10
+
+
+def _yield_to_loop() -> None:
+    """Run this hash thread at a lower CPU priority than the event loop (Linux: nice is per thread), so
+    that a core shared by both serves requests first and hashes in the time left."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICENESS)
+    except (AttributeError, OSError):      # not Linux, or not allowed: the same priority, still off the loop
+        pass
+
+
 def default_threads() -> int:
     """Half the cores (at least 1, at most 4): logins never take every core from the event loop."""
     return max(1, min(4, (os.cpu_count() or 1) // 2))
@@ -60,7 +73,7 @@ class PasswordHasher:
             raise EcsError("APIGW.0308", "too many logins are being verified; try again in a moment",
                            status=429, headers={"Retry-After": "1"})
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="ecsd-hash")
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="ecsd-hash", initializer=_yield_to_loop)
         self._pending += 1
         fut = asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         fut.add_done_callback(self._done)
