@@ -319,6 +319,23 @@ Scenarios:
 """
 
 
+KEEP = "<!-- bench/run.py keeps what follows: the sections of bench/hostile.py and bench/fuzz.py -->"
+
+
+def write_doc(path: str, run: Run) -> None:
+    """Write the suite's part of ``path`` and keep what follows :data:`KEEP` in the file there now."""
+    kept = ""
+    try:
+        with open(path) as fh:
+            old = fh.read()
+        if KEEP in old:
+            kept = old[old.index(KEEP):]
+    except FileNotFoundError:
+        pass
+    with open(path, "w") as fh:
+        fh.write(markdown(run).rstrip("\n") + "\n\n" + (kept or KEEP + "\n"))
+
+
 def markdown(run: Run) -> str:
     m = run.machine
     lines = [
@@ -438,8 +455,7 @@ def main() -> int:
         run = from_dict(json.load(fh))
     print(table(run.rows))
     if len(sys.argv) == 3:
-        with open(sys.argv[2], "w") as fh:
-            fh.write(markdown(run))
+        write_doc(sys.argv[2], run)
     return 0
 
 

@@ -926,8 +926,7 @@ def main() -> int:
     doc = args.doc or (DOC if not args.quick and only == {1, 2, 3, 4, 5} else None)
     if doc:
         os.makedirs(os.path.dirname(os.path.abspath(doc)), exist_ok=True)
-        with open(doc, "w") as fh:
-            fh.write(report.markdown(run))
+        report.write_doc(doc, run)
         print(f"wrote {os.path.relpath(doc, ROOT) if doc.startswith(ROOT) else doc}")
     if args.json:
         with open(args.json, "w") as fh:
