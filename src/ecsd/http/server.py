@@ -123,26 +123,41 @@ def _raw_error(err: EcsError) -> bytes:
         b"connection: close\r\n\r\n", body])
 
 
+SWEEP_SECONDS = 0.5    # how often the deadlines of heads, bodies and lingering closes are checked
+
+
 def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
-    """uvicorn's ``http=`` protocol class with ``limits`` (one per server: it counts its connections)."""
+    """uvicorn's ``http=`` protocol class with ``limits`` (one per server: it counts its connections).
+
+    Deadlines are plain numbers on each connection, checked by one sweep of all connections every
+    ``SWEEP_SECONDS`` (so a timeout fires up to that much late): a timer per request would cost a
+    heap push and leave a cancelled handle behind on every request."""
     per_address: Counter[str] = Counter()
+    sweeping: list[asyncio.TimerHandle] = []
+    live: set = set()
+
+    def sweep(loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for conn in list(live):
+            conn._check_deadlines(now)
+        sweeping[:] = [loop.call_later(SWEEP_SECONDS, sweep, loop)] if live else []
 
     class EcsdHttpProtocol(HttpToolsProtocol):
         # Per connection: bytes of the current request head so far (None: not reading a head), and
-        # the timers of the head and of the body.
+        # the deadlines (loop time) of the head, of the body and of a lingering close (None: none).
         _head_bytes: int | None
-        _head_timer: asyncio.TimerHandle | None
-        _body_timer: asyncio.TimerHandle | None
+        _head_deadline: float | None
+        _body_deadline: float | None
+        _close_deadline: float | None
         _address: str | None
         _lingering: int | None                        # bytes dropped since a refusal (None: none yet)
-        _head_size: int = 0                           # the current head's URL and headers, as parsed
         _cycles: list                                 # this connection's requests not yet answered
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
             self._head_bytes = 0
             self._lingering = None
             self._cycles = []
-            self._head_timer = self._body_timer = None
+            self._head_deadline = self._body_deadline = self._close_deadline = None
             self._address = None
             super().connection_made(transport)
             address = self.client[0] if self.client else None
@@ -155,9 +170,13 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
             if address is not None:
                 self._address = address
                 per_address[address] += 1
-            self._head_timer = self.loop.call_later(limits.header_timeout, self._head_timed_out)
+            self._head_deadline = self.loop.time() + limits.header_timeout
+            live.add(self)
+            if not sweeping:
+                sweeping.append(self.loop.call_later(SWEEP_SECONDS, sweep, self.loop))
 
         def connection_lost(self, exc: Exception | None) -> None:
+            live.discard(self)
             self._cancel_timers()
             if self._address is not None:
                 per_address[self._address] -= 1
@@ -167,10 +186,18 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
             super().connection_lost(exc)
 
         def _cancel_timers(self) -> None:
-            for timer in (self._head_timer, self._body_timer):
-                if timer is not None:
-                    timer.cancel()
-            self._head_timer = self._body_timer = None
+            self._head_deadline = self._body_deadline = None
+
+        def _check_deadlines(self, now: float) -> None:
+            if self._close_deadline is not None:
+                if now >= self._close_deadline:
+                    self.transport.close()
+            elif self._head_deadline is not None and now >= self._head_deadline:
+                self._head_deadline = None
+                self._head_timed_out()
+            elif self._body_deadline is not None and now >= self._body_deadline:
+                self._body_deadline = None
+                self._body_timed_out()
 
         def _reject(self, err: EcsError, linger: bool = True) -> None:
             """Answer ``err`` and end the connection. The close lingers: what the client is still
@@ -204,7 +231,7 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
             if self.transport.can_write_eof():
                 self.transport.write_eof()
             self.transport.resume_reading()
-            self._head_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+            self._close_deadline = self.loop.time() + LINGER_SECONDS
 
         # --- reading ----------------------------------------------------------------------------------
 
@@ -217,8 +244,8 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
             self._unset_keepalive_if_required()
             if self._head_bytes is not None:
                 self._head_bytes += len(data)
-                if self._head_timer is None:          # the first byte of a keep-alive connection's next request
-                    self._head_timer = self.loop.call_later(limits.header_timeout, self._head_timed_out)
+                if self._head_deadline is None:       # the first byte of a keep-alive connection's next request
+                    self._head_deadline = self.loop.time() + limits.header_timeout
             try:
                 self.parser.feed_data(data)
             except httptools.HttpParserUpgrade:
@@ -242,37 +269,31 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
         def on_message_begin(self) -> None:
             if self._head_bytes is None:              # a pipelined request: its bytes came with the last one
                 self._head_bytes = 0
-            self._head_size = 0
             super().on_message_begin()
 
-        # The exact size of a head that arrived whole in one read (data_received only sees reads).
-        def on_url(self, url: bytes) -> None:
-            self._head_size += len(url)
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._head_size += len(name) + len(value) + 4
-            super().on_header(name, value)
-
         def on_headers_complete(self) -> None:
-            if self._head_size > limits.max_header_bytes:
+            # The exact size of the head as parsed (data_received only counts reads, and a whole head
+            # may come in one): the URL and every header with its separators.
+            # Only where it could be over: more bytes came than the limit, or this is a pipelined request
+            # whose bytes came with the one before (not counted).
+            received = self._head_bytes
+            if (not received or received > limits.max_header_bytes) and \
+                    len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > limits.max_header_bytes:
                 self._too_large()
                 raise _Refused                        # stops the parser: this request never reaches the app
             self._head_bytes = None
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
+            self._head_deadline = None
             super().on_headers_complete()
-            if self.cycle is not None:
-                self._cycles = [c for c in self._cycles if not c.response_complete]
-                self._cycles.append(self.cycle)
-            if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
-                self._body_timer = self.loop.call_later(limits.body_timeout, self._body_timed_out)
+            cycle = self.cycle
+            if cycle is not None:
+                if self._cycles:
+                    self._cycles = [c for c in self._cycles if not c.response_complete]
+                self._cycles.append(cycle)
+                if cycle.more_body:
+                    self._body_deadline = self.loop.time() + limits.body_timeout
 
         def on_message_complete(self) -> None:
-            if self._body_timer is not None:
-                self._body_timer.cancel()
-                self._body_timer = None
+            self._body_deadline = None
             super().on_message_complete()
             self._head_bytes = 0                      # what follows is the next request's head
 
@@ -282,7 +303,6 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
         # --- timers -------------------------------------------------------------------------------------
 
         def _head_timed_out(self) -> None:
-            self._head_timer = None
             if self.transport.is_closing():
                 return
             if not self._head_bytes:                  # nothing of a request came: just close
@@ -293,7 +313,6 @@ def protocol_class(limits: HttpLimits) -> type[HttpToolsProtocol]:
             self._reject(EcsError(TIMEOUT, f"the request head did not arrive within {limits.header_timeout:g} s"))
 
         def _body_timed_out(self) -> None:
-            self._body_timer = None
             if self.transport.is_closing() or self.cycle is None or not self.cycle.more_body:
                 return
             log.info("closed a connection from %s: request body not complete within %.0f s",
