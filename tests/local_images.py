@@ -150,3 +150,14 @@ def console_boots(text: str) -> list[str]:
     for chunk in text.split(MARKER_BEGIN)[1:]:
         out.append(chunk.split(MARKER_END)[0])
     return out
+
+
+def skip_unless_testable() -> None:
+    """Skip the calling test module, with the reason, where the local driver cannot be tested."""
+    import pytest
+
+    missing = missing_tools()
+    if missing is None and kernel_package() is None:
+        missing = KERNEL_HINT
+    if missing:
+        pytest.skip(f"local driver not testable here: {missing}", allow_module_level=True)

@@ -29,11 +29,7 @@ from tests.support import SUBNET, VPC, Api, assert_error
 
 pytestmark = pytest.mark.slow
 
-_missing = local_images.missing_tools()
-if _missing is None and local_images.kernel_package() is None:
-    _missing = local_images.KERNEL_HINT
-if _missing:
-    pytest.skip(f"local driver not testable here: {_missing}", allow_module_level=True)
+local_images.skip_unless_testable()
 
 FORMATS = ["raw"] + (["qcow2"] if fuse_usable() else [])
 KEY1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey1Key1Key1Key1Key1Key1Key1Key1Key1Key1 one@test"

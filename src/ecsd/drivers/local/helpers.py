@@ -181,16 +181,7 @@ class Helpers:
         """Run a recorded helper to its end (output captured); killed after ``timeout`` seconds."""
         p = await self.spawn(kind, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            out, err = await asyncio.wait_for(p.communicate(), timeout)
-        except TimeoutError:
-            p.kill()
-            await p.wait()
-            raise DriverError(f"{os.path.basename(argv[0])} did not finish within {timeout:.0f} s") from None
-        except asyncio.CancelledError:
-            if p.returncode is None:
-                p.kill()
-                await p.wait()
-            raise
+            out, err = await proc.communicate(p, argv[0], timeout)
         finally:
             if p.returncode is not None:
                 self.forget(p)

@@ -61,6 +61,23 @@ def _describe(argv: list[str], res: Result) -> str:
     return f"{os.path.basename(argv[0])} failed (exit {res.rc}): {' '.join(lines[-3:])[:500]}"
 
 
+async def communicate(p: asyncio.subprocess.Process, program: str, timeout: float,
+                      input: bytes | None = None) -> tuple[bytes, bytes]:
+    """``p.communicate(input)``, killing ``p`` when it takes over ``timeout`` seconds (DriverError) or
+    when the caller is cancelled."""
+    try:
+        return await asyncio.wait_for(p.communicate(input), timeout)
+    except TimeoutError:
+        p.kill()
+        await p.wait()
+        raise DriverError(f"{os.path.basename(program)} did not finish within {timeout:.0f} s") from None
+    except asyncio.CancelledError:
+        if p.returncode is None:
+            p.kill()
+            await p.wait()
+        raise
+
+
 async def run(argv: list[str], *, input: bytes | None = None, timeout: float = 60.0, cwd: str | None = None,
               check: bool = True) -> Result:
     argv = [tool(argv[0]), *argv[1:]]
@@ -70,17 +87,7 @@ async def run(argv: list[str], *, input: bytes | None = None, timeout: float = 6
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env())
     except OSError as exc:
         raise DriverError(f"cannot run {argv[0]}: {exc}") from exc
-    try:
-        out, err = await asyncio.wait_for(p.communicate(input), timeout)
-    except TimeoutError:
-        p.kill()
-        await p.wait()
-        raise DriverError(f"{os.path.basename(argv[0])} did not finish within {timeout:.0f} s") from None
-    except asyncio.CancelledError:
-        if p.returncode is None:
-            p.kill()
-            await p.wait()
-        raise
+    out, err = await communicate(p, argv[0], timeout, input)
     res = Result(p.returncode if p.returncode is not None else -1, out, err)
     if check and res.rc != 0:
         raise DriverError(_describe(argv, res))
