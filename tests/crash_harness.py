@@ -77,8 +77,13 @@ class Cluster:
 
 def run(data_dir: str, *, database_url: str | None = None, workers: int = 0, servers: int = 30,
         seconds: float = 15.0, target_jobs: int = 300, kill_every: tuple[float, float] = (0.3, 1.2),
-        seed: int = 1, sim_delay: float = 0.03, lease: float = 1.5, settle: float = 90.0) -> Outcome:
-    """Drive change-OS load while killing processes; return what was accepted and what was violated."""
+        seed: int = 1, sim_delay: float = 0.03, lease: float = 1.5, settle: float = 90.0,
+        min_jobs: int = 60, extra: float = 30.0) -> Outcome:
+    """Drive change-OS load while killing processes; return what was accepted and what was violated.
+
+    The kills stop after ``seconds``; if fewer than ``min_jobs`` were accepted by then (a loaded
+    machine restarts processes slowly), the load goes on without kills for up to ``extra`` seconds
+    more, so that the invariants are checked over enough jobs, many of which met a kill."""
     rng = random.Random(seed)
     env = {"ECSD_SIM_DELAY": str(sim_delay), "ECSD_LEASE_SECONDS": str(lease)}
     if database_url:
@@ -121,6 +126,9 @@ def run(data_dir: str, *, database_url: str | None = None, workers: int = 0, ser
             time.sleep(rng.uniform(*kill_every))
             cluster.kill_one(rng)
             outcome.kills += 1
+        enough = time.monotonic() + extra
+        while len(outcome.accepted) < min_jobs and time.monotonic() < enough:
+            time.sleep(0.05)
         stop_load.set()
         for t in loaders:
             t.join(timeout=10)
