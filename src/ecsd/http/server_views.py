@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ecsd.domain import clock, sealing
+from ecsd.domain import clock, sealing, security_groups
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
 from ecsd.domain.flavors import get_flavor
@@ -54,7 +54,7 @@ def server_view(s: dict[str, Any], flavor: dict[str, Any] | None, vols: list[dic
         "locked": bool(s["locked"]), "fault": fault,
         "tenant_id": s["project_id"], "user_id": s["user_id"], "hostId": s["project_id"][:16],
         "host_status": "UP", "config_drive": "", "accessIPv4": "", "accessIPv6": "",
-        "security_groups": [{"name": "default", "id": "00000000-0000-4000-8000-000000000000"}],
+        "security_groups": security_groups.server_groups(s["project_id"]),
         "tags": [], "sys_tags": [], "os:scheduler_hints": {}, "enterprise_project_id": "0",
         "created": clock.iso_s(s["created_at"]), "updated": clock.iso_s(s["updated_at"]),
     }
