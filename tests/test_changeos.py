@@ -471,3 +471,21 @@ def test_server_left_behind_by_a_vanished_job_is_settled_at_start(settings, cred
         assert srv["status"] == "ERROR" and srv["OS-EXT-STS:task_state"] is None
         r = Api(c, creds).post(V1 % sid, {"os-change": {"imageid": s.DEBIAN}})  # and may be retried
         assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("image, code, shown", [(s.FAULTY_DISK, "Ecs.0202", s.UBUNTU),
+                                                 (s.FAULTY_BOOT, "Ecs.0226", s.FAULTY_BOOT)])
+def test_a_failed_change_shows_the_image_of_the_system_disk_in_every_view(api, image, code, shown):
+    """Before the new disk became the system disk (create disk, inject) the server keeps its image;
+    after (delete old disk, start) it has the new one, since that disk is in place. The v1 view, the
+    Nova view and the metadata agree; Nova's fault has an Integer code with the ECS code in its message."""
+    sid = stopped_server(api)
+    job = api.wait_job(change(api, sid, {"imageid": image}).json()["job_id"])
+    assert job["status"] == "FAIL" and job["error_code"] == code
+    v1 = api.server(sid)
+    nova = api.get(f"/v2.1/{{pid}}/servers/{sid}").json()["server"]
+    names = {i["id"]: i["name"] for i in api.get("/v2/cloudimages?limit=1000").json()["images"]}
+    assert v1["image"]["id"] == nova["image"]["id"] == v1["metadata"]["metering.image_id"] == shown
+    assert v1["metadata"]["image_name"] == names[shown]
+    assert v1["fault"]["code"] == code
+    assert nova["fault"]["code"] == 500 and nova["fault"]["message"].startswith(code)

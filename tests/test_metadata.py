@@ -63,6 +63,30 @@ def test_bad_metadata_is_refused(api, server, body):
     assert_error(api.post(V1.replace("{sid}", server), body), 400, "Ecs.0005")
 
 
+def test_service_keys_sent_back_unchanged_are_a_no_op(api, server):
+    """Read-merge-write (Ansible's server_metadata module): everything read is sent back, the service's
+    keys with the values they have; only the user's pairs change. A changed service key stays refused."""
+    for base in (V1.replace("{sid}", server), NOVA.replace("{sid}", server)):
+        read = api.get(NOVA.replace("{sid}", server)).json()["metadata"]
+        assert read["image_name"] and read["vpc_id"] and read["charging_mode"]
+        r = api.post(base, {"metadata": {**read, "owner": "ansible"}})
+        assert r.status_code == 200, r.text
+        assert r.json()["metadata"] == {**read, "owner": "ansible"}
+    base = NOVA.replace("{sid}", server)
+    read = api.get(base).json()["metadata"]
+    r = api.call("PUT", base, {"metadata": {**read, "only": "this"}})          # replace, echoing service keys
+    assert r.status_code == 200, r.text
+    assert _user(r.json()["metadata"]) == {"owner": "ansible", "only": "this"}
+    assert r.json()["metadata"]["image_name"] == read["image_name"]
+    r = api.call("PUT", base + "/os_type", {"meta": {"os_type": read["os_type"]}})   # one key, unchanged
+    assert r.status_code == 200, r.text
+    assert_error(api.post(base, {"metadata": {**read, "image_name": "mine"}}), 400, "Ecs.0005")
+    assert_error(api.call("PUT", base, {"metadata": {**read, "vpc_id": "other"}}), 400, "Ecs.0005")
+    assert_error(api.call("PUT", base + "/os_type", {"meta": {"os_type": "Windows"}}), 400, "Ecs.0005")
+    assert_error(api.post(base, {"metadata": {"BYOL": "true"}}), 400, "Ecs.0005")    # one it does not have
+    assert api.get(base).json()["metadata"] == {**read, "only": "this"}
+
+
 def test_service_keys_cannot_be_deleted_and_the_key_must_match_the_path(api, server):
     base = NOVA.replace("{sid}", server)
     assert_error(api.delete(base + "/os_type"), 400, "Ecs.0005")

@@ -12,8 +12,9 @@ The reference: keys are 1-255 of ``A-Z a-z 0-9 - _ : .``, values at most 255 cha
 an ECS that is active or stopped (``OS-EXT-STS:vm_state``) with no task, and a locked ECS refuses them
 as it refuses every change (Ecs.0605). The keys the service itself keeps (what the image and the
 create put there: ``image_name``, ``os_type``, ``metering.*``, ``vpc_id``, ...) are shown with the
-others but cannot be set, replaced or deleted here (Ecs.0005); replacing all metadata replaces the
-user's pairs and keeps them.
+others but cannot be changed or deleted here (Ecs.0005). A request that sends one back with the value
+it has (the read-merge-write of automation such as Ansible's ``server_metadata`` module) changes
+nothing and is accepted; replacing all metadata replaces the user's pairs and keeps the service's.
 """
 
 from __future__ import annotations
@@ -49,9 +50,16 @@ def check_pairs(pairs: Any) -> dict[str, str]:
             raise invalid(f"metadata key {key!r} must be 1 to 255 characters of A-Z, a-z, 0-9, '-', '_', ':', '.'")
         if not isinstance(value, str) or len(value) > 255:
             raise invalid(f"the value of metadata key {key} must be a string of at most 255 characters")
-        if key in SYSTEM_KEYS:
-            raise invalid(f"metadata key {key} is kept by the service and cannot be changed")
     return pairs
+
+
+def _users_pairs(metadata: dict[str, str], pairs: dict[str, str]) -> dict[str, str]:
+    """``pairs`` without the service's keys, each of which must come back with the value it has
+    (an unchanged echo is a no-op); a change to one, or one the server does not have, is Ecs.0005."""
+    for key in pairs.keys() & SYSTEM_KEYS:
+        if metadata.get(key) != pairs[key]:
+            raise invalid(f"metadata key {key} is kept by the service and cannot be changed")
+    return {k: v for k, v in pairs.items() if k not in SYSTEM_KEYS}
 
 
 def _locked_row(conn: Connection, project_id: str, server_id: str) -> dict[str, Any]:
@@ -96,6 +104,7 @@ def get_one(conn: Connection, project_id: str, server_id: str, key: str) -> str:
 def merge(conn: Connection, project_id: str, server_id: str, pairs: dict[str, str]) -> dict[str, str]:
     """Add or update these pairs, keep the others. Returns all metadata."""
     metadata = _locked_row(conn, project_id, server_id)
+    pairs = _users_pairs(metadata, pairs)
     if not pairs:
         return metadata      # "If the value is empty, data is not updated."
     return _store(conn, server_id, {**metadata, **pairs})
@@ -104,6 +113,7 @@ def merge(conn: Connection, project_id: str, server_id: str, pairs: dict[str, st
 def replace(conn: Connection, project_id: str, server_id: str, pairs: dict[str, str]) -> dict[str, str]:
     """The user's pairs become exactly these; the service's keys stay. Returns all metadata."""
     metadata = _locked_row(conn, project_id, server_id)
+    pairs = _users_pairs(metadata, pairs)
     return _store(conn, server_id, {**{k: v for k, v in metadata.items() if k in SYSTEM_KEYS}, **pairs})
 
 

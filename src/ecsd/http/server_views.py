@@ -11,6 +11,7 @@ or job changed it.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -24,6 +25,8 @@ from ecsd.domain.flavors import get_flavor
 from ecsd.domain.listing import PAGE_COLUMNS, Page, page_server
 from ecsd.http.core import Ctx
 
+HOST = "ecsd"
+
 
 def server_view(s: dict[str, Any], flavor: dict[str, Any] | None, vols: list[dict[str, Any]]) -> dict[str, Any]:
     """The v1 ``server`` object (data_structure_for_querying_details_about_ecss.rst)."""
@@ -32,7 +35,7 @@ def server_view(s: dict[str, Any], flavor: dict[str, Any] | None, vols: list[dic
         "id": s["id"], "name": s["name"], "description": s["description"],
         "status": st.status_of(s["vm_state"], s["task_state"]),
         "OS-EXT-STS:vm_state": s["vm_state"], "OS-EXT-STS:task_state": s["task_state"],
-        "OS-EXT-STS:power_state": s["power_state"], "progress": 100 if s["task_state"] is None else 50,
+        "OS-EXT-STS:power_state": s["power_state"], "progress": 0,
         "image": {"id": s["image_id"]},
         "flavor": {"id": s["flavor_id"], "name": flavor["name"] if flavor else s["flavor_id"],
                    "disk": "0", "vcpus": str(flavor["vcpus"]) if flavor else "0",
@@ -43,7 +46,7 @@ def server_view(s: dict[str, Any], flavor: dict[str, Any] | None, vols: list[dic
              "bootIndex": str(v["boot_index"]) if v["boot_index"] is not None else "-1", "device": v["device"]}
             for v in vols],
         "OS-EXT-SRV-ATTR:root_device_name": s["root_device_name"],
-        "OS-EXT-SRV-ATTR:host": "ecsd", "OS-EXT-SRV-ATTR:hypervisor_hostname": "ecsd",
+        "OS-EXT-SRV-ATTR:host": HOST, "OS-EXT-SRV-ATTR:hypervisor_hostname": HOST,
         "OS-EXT-SRV-ATTR:instance_name": "instance-" + s["id"][:8],
         "OS-EXT-SRV-ATTR:hostname": s["name"].lower().replace("_", "-").replace(".", "-"),
         "OS-EXT-SRV-ATTR:reservation_id": s["reservation_id"], "OS-EXT-SRV-ATTR:launch_index": s["launch_index"],
@@ -52,11 +55,51 @@ def server_view(s: dict[str, Any], flavor: dict[str, Any] | None, vols: list[dic
         "OS-EXT-AZ:availability_zone": s["availability_zone"], "OS-DCF:diskConfig": "MANUAL",
         "OS-SRV-USG:launched_at": clock.iso_us(s["launched_at"]) or "", "OS-SRV-USG:terminated_at": "",
         "locked": bool(s["locked"]), "fault": fault,
-        "tenant_id": s["project_id"], "user_id": s["user_id"], "hostId": s["project_id"][:16],
+        "tenant_id": s["project_id"], "user_id": s["user_id"], "hostId": host_id(s["project_id"]),
         "host_status": "UP", "config_drive": "", "accessIPv4": "", "accessIPv6": "",
         "security_groups": security_groups.server_groups(s["project_id"]),
-        "tags": [], "sys_tags": [], "os:scheduler_hints": {}, "enterprise_project_id": "0",
+        "tags": [], "sys_tags": [{"key": "_sys_enterprise_project_id", "value": "0"}], "os:scheduler_hints": {},
+        "enterprise_project_id": "0",
         "created": clock.iso_s(s["created_at"]), "updated": clock.iso_s(s["updated_at"]),
+    }
+
+
+def host_id(project_id: str) -> str:
+    """Nova's ``hostId``: a 56-hex digest of the project and the host (one host here), so that servers of
+    one project on one host share it and no other project can tell which host that is."""
+    return hashlib.sha224(f"{project_id}{HOST}".encode()).hexdigest()
+
+
+def nova_fault(fault: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The Nova ``fault`` (Integer ``code``, as Nova and the SDK's NovaServerFault have it): 500, Nova's
+    code for an operation that failed in the service, with the ECS code leading the message."""
+    if fault is None:
+        return None
+    out = {"code": 500, "created": fault.get("created", ""),
+           "message": f"{fault.get('code')}: {fault.get('message', '')}".strip()}
+    if fault.get("details"):
+        out["details"] = fault["details"]
+    return out
+
+
+def update_view(view: dict[str, Any], base: str) -> dict[str, Any]:
+    """The reduced ``server`` that ``PUT /v1/{project_id}/cloudservers/{server_id}`` answers with
+    (modifying_ecs_details.rst; the SDK's UpdateServerResult): ``image`` is the image id,
+    ``addresses[].version`` an Integer, ``flavor`` an id with links."""
+    pid, sid = view["tenant_id"], view["id"]
+    return {
+        "tenant_id": pid, "image": view["image"]["id"], "accessIPv4": "", "accessIPv6": "",
+        "addresses": {net: [{"addr": a["addr"], "version": int(a["version"])} for a in items]
+                      for net, items in view["addresses"].items()},
+        "metadata": view["metadata"], "created": view["created"], "updated": view["updated"],
+        "hostId": view["hostId"],
+        "flavor": {"id": view["flavor"]["id"],
+                   "links": [{"rel": "bookmark", "href": f"{base}/{pid}/flavors/{view['flavor']['id']}"}]},
+        "OS-DCF:diskConfig": view["OS-DCF:diskConfig"], "user_id": view["user_id"], "name": view["name"],
+        "progress": view["progress"], "links": server_links(base, pid, sid), "id": sid, "locked": view["locked"],
+        "description": view["description"], "tags": view["tags"], "status": view["status"],
+        "OS-EXT-SRV-ATTR:user_data": view["OS-EXT-SRV-ATTR:user_data"] or "",
+        "OS-EXT-SRV-ATTR:hostname": view["OS-EXT-SRV-ATTR:hostname"],
     }
 
 
@@ -102,6 +145,8 @@ def nova_server_view(view: dict[str, Any], base: str) -> dict[str, Any]:
     out["OS-SRV-USG:terminated_at"] = None
     if out["fault"] is None:
         del out["fault"]   # Nova shows a fault only on a server in ERROR
+    else:
+        out["fault"] = nova_fault(out["fault"])
     out["links"] = server_links(base, pid, sid)
     return out
 

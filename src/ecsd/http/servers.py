@@ -29,7 +29,7 @@ from ecsd.domain import servers as srv
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.listing import Filters, list_page
 from ecsd.http.core import JSON, Ctx, endpoint, json, no_content, parse, query_int, read_json
-from ecsd.http.server_views import list_body, server_views
+from ecsd.http.server_views import list_body, server_views, update_view
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 _LAX = ConfigDict(extra="ignore", strict=True)   # create accepts (and ignores) fields we do not model
@@ -181,7 +181,8 @@ async def update_server(request: Request, ctx: Ctx) -> Response:
         lifecycle.check_description(body.description)
     row = await ctx.services.store.run(srv.update_details, ctx.ident.project_id, request.path_params["server_id"],
                                        body.name, body.description)
-    return json({"server": (await server_views(ctx, [row]))[0]})
+    view = (await server_views(ctx, [row]))[0]
+    return json({"server": update_view(view, ctx.services.settings.endpoint)})
 
 
 # --- delete and batch actions ---------------------------------------------------------------------------
@@ -253,11 +254,15 @@ async def delete_servers(request: Request, ctx: Ctx) -> Response:
     return json({"job_id": job_id})
 
 
+# The actions of POST /v1/{project_id}/cloudservers/action (scripts/api_coverage.py reads them).
+BATCH_ACTIONS = ("os-start", "os-stop", "reboot")
+
+
 @endpoint()
 async def batch_action(request: Request, ctx: Ctx) -> Response:
     body = parse(ActionBody, await read_json(request, ctx.services.settings.max_body_bytes))
-    given = [(name, args) for name, args in (("os-start", body.os_start), ("os-stop", body.os_stop),
-                                             ("reboot", body.reboot)) if args is not None]
+    given = [(name, args) for name, args in zip(BATCH_ACTIONS, (body.os_start, body.os_stop, body.reboot),
+                                                strict=True) if args is not None]
     if len(given) != 1:
         raise invalid("exactly one of os-start, os-stop and reboot is required")
     action, args = given[0]
