@@ -325,3 +325,21 @@ def test_rebuild_is_a_change_os(api):
     assert final["status"] == "ACTIVE"
     assert final["image"]["id"] == s.DEBIAN and final["key_name"] == "kp-rebuild"
     assert_error(act(api, sid, {"rebuild": {"imageRef": UNKNOWN}}), 400, "Ecs.0031")
+
+
+# --- console output -------------------------------------------------------------------------------------
+
+def test_console_output_gives_the_last_lines(api, other_api):
+    sid = api.create_servers()[0]
+    full = act(api, sid, {"os-getConsoleOutput": {"length": -1}})
+    assert full.status_code == 200, full.text
+    lines = full.json()["output"].splitlines()
+    assert len(lines) >= 2 and all(isinstance(line, str) for line in lines)
+    assert act(api, sid, {"os-getConsoleOutput": {"length": "1"}}).json() == {"output": lines[-1]}   # as the reference's example
+    assert act(api, sid, {"os-getConsoleOutput": {"length": 0}}).json() == {"output": ""}
+    assert act(api, sid, {"os-getConsoleOutput": {}}).json()["output"].splitlines() == lines
+    assert act(api, sid, {"os-getConsoleOutput": None}).json()["output"].splitlines() == lines
+    for bad in ({"length": -2}, {"length": "many"}, {"length": 1.5}, {"length": True}, {"lines": 3}, "x"):
+        assert_error(act(api, sid, {"os-getConsoleOutput": bad}), 400, "Ecs.0005")
+    assert_error(act(api, UNKNOWN, {"os-getConsoleOutput": {"length": 5}}), 404, "Ecs.0114")
+    assert_error(act(other_api, sid, {"os-getConsoleOutput": {"length": 5}}), 404, "Ecs.0114")

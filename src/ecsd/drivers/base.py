@@ -45,6 +45,9 @@ class ComputeDriver(Protocol):
 
     def unusable_image(self, properties: Mapping[str, Any]) -> str | None: ...
 
+    # The text of the server's console (its current or last boot); "" when there is none. Read-only.
+    async def console_output(self, server_id: str) -> str: ...
+
     # Called once at start-up, before jobs resume: settle what a crash of this process left behind
     # on the host (the local driver ends its recorded helper processes, docs/drivers.md). Idempotent.
     async def recover(self) -> None: ...

@@ -36,6 +36,12 @@ class SimulatedDriver:
     async def recover(self) -> None:
         """Nothing outside the database to settle."""
 
+    async def console_output(self, server_id: str) -> str:
+        """A short synthetic boot log (there is no machine): enough for clients that read it."""
+        return (f"[    0.000000] ecsd simulated machine for server {server_id}\n"
+                "[    0.512000] Run /sbin/init as init process\n"
+                "[    1.024000] systemd[1]: Reached target Multi-User System.\n")
+
     def __init__(self, delay: float = 0.3, disk_dir: str | None = None, oplog: str | None = None) -> None:
         self.delay = delay
         self.disk_dir = disk_dir

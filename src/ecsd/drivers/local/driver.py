@@ -495,5 +495,19 @@ class LocalDriver:
         """The serial console of the server's current (or last) boot."""
         return self.hv.console(server_id)
 
+    async def console_output(self, server_id: str) -> str:
+        """The text of that console (its last MiB), read off the event loop."""
+        path = self.console_log(check_id(server_id))
+
+        def read() -> str:
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(max(0, os.path.getsize(path) - 1024 * 1024))
+                    return fh.read().decode("utf-8", "replace")
+            except OSError:
+                return ""
+
+        return await asyncio.to_thread(read)
+
     async def wait_console(self, server_id: str, text: str, timeout: float = 120.0) -> None:
         await self.hv.wait_console(server_id, text, timeout)
