@@ -55,9 +55,65 @@ def test_v1_flavor_fields(api, settings):
     assert "type" in links["self"] and links["self"]["type"] is None
 
 
+# Table 6 of querying_details_about_flavors_and_extended_flavor_information.rst: every key is sent.
+REFERENCE_EXTRA_SPECS = {
+    "ecs:performancetype", "resource_type", "instance_vnic:type", "instance_vnic:instance_bandwidth",
+    "instance_vnic:max_count", "quota:local_disk", "quota:nvme_ssd", "extra_spec:io:persistent_grant",
+    "ecs:generation", "ecs:virtualization_env_types", "cond:operation:status", "cond:operation:az",
+    "quota:max_rate", "quota:min_rate", "quota:max_pps", "cond:operation:charge", "cond:compute",
+}
+
+
+def _check_specs(specs: dict, vcpus: int) -> None:
+    assert REFERENCE_EXTRA_SPECS <= set(specs), REFERENCE_EXTRA_SPECS - set(specs)
+    assert all(isinstance(v, str) for v in specs.values()), specs
+    assert specs["instance_vnic:type"] == "enhanced"
+    assert int(specs["instance_vnic:max_count"]) == min(4, vcpus)
+    assert int(specs["quota:min_rate"]) <= int(specs["quota:max_rate"]) == int(specs["instance_vnic:instance_bandwidth"])
+    assert int(specs["quota:max_rate"]) <= 10000 and int(specs["quota:max_pps"]) > 0
+    assert specs["cond:operation:charge"] == "demand" and specs["cond:compute"] == ""
+    assert specs["quota:local_disk"] == "" and specs["quota:nvme_ssd"] == ""
+    assert specs["extra_spec:io:persistent_grant"] == "false"
+
+
+def test_v1_extra_specs_carry_every_reference_key(api):
+    found = v1(api)
+    for flavor in found:
+        _check_specs(flavor["os_extra_specs"], int(flavor["vcpus"]))
+        assert flavor["attachableQuantity"] == {"free_scsi": 59, "free_blk": 23, "free_disk": 23,
+                                                "free_nic": int(flavor["os_extra_specs"]["instance_vnic:max_count"])}
+    by_id = {f["id"]: f["os_extra_specs"] for f in found}
+    # Bandwidth grows with the vCPUs, and the computing-plus and memory-optimised types get more per vCPU.
+    assert int(by_id["s3.xlarge.2"]["quota:max_rate"]) > int(by_id["s3.large.2"]["quota:max_rate"])
+    assert int(by_id["c6.large.2"]["quota:min_rate"]) > int(by_id["s3.large.2"]["quota:min_rate"])
+    assert by_id["c6.large.2"]["resource_type"] == "IOoptimizedC6"
+    for fid in SEEDED:
+        specs = api.get(f"/v2.1/{{pid}}/flavors/{fid}/os-extra_specs").json()["extra_specs"]
+        assert specs == by_id[fid]
+        r = api.get(f"/v2.1/{{pid}}/flavors/{fid}/os-extra_specs/quota:max_pps")
+        assert r.status_code == 200 and r.json() == {"quota:max_pps": specs["quota:max_pps"]}
+
+
+def test_stored_extra_specs_win_and_the_rest_is_derived(api):
+    add_flavor(api.client, "x5.hand", {"cond:operation:charge": "period", "quota:max_rate": 3000,
+                                       "ecs:performancetype": "highmem"}, vcpus=8, ram=65536)
+    add_flavor(api.client, "x6.bare", {}, vcpus=2, ram=2048)
+    found = {f["id"]: f["os_extra_specs"] for f in v1(api)}
+    hand, bare = found["x5.hand"], found["x6.bare"]
+    assert hand["cond:operation:charge"] == "period" and hand["quota:max_rate"] == "3000"
+    assert hand["ecs:performancetype"] == "highmem" and hand["instance_vnic:max_count"] == "4"
+    assert bare["ecs:generation"] == "x6" and bare["ecs:performancetype"] == "normal"
+    assert bare["cond:operation:status"] == "normal" and bare["cond:operation:az"] == ""
+    assert REFERENCE_EXTRA_SPECS <= set(hand) and REFERENCE_EXTRA_SPECS <= set(bare)
+    assert api.get("/v2.1/{pid}/flavors/x5.hand/os-extra_specs").json()["extra_specs"] == hand
+    # Sale states are unchanged by the derived keys: no AZ list still means "the region status everywhere".
+    assert "x6.bare" in [f["id"] for f in v1(api, "availability_zone=eu-de-02")]
+
+
 def test_v1_availability_zone_filter(api):
     assert [f["id"] for f in v1(api, "availability_zone=eu-de-01")] == SEEDED
     assert [f["id"] for f in v1(api, "availability_zone=eu-de-02")] == SEEDED
+    assert [f["id"] for f in v1(api, "availability_zone=eu-de-03")] == SEEDED   # every zone a create accepts
     assert v1(api, "availability_zone=eu-de-99") == []
     assert [f["id"] for f in v1(api, "availability_zone=")] == SEEDED
 

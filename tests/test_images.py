@@ -9,9 +9,11 @@ from __future__ import annotations
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 import pytest
 
 from ecsd.domain import clock, seed
+from ecsd.drivers.local.images import FILE_KEY
 from ecsd.drivers.simulated import FAULT_KEY
 from ecsd.store.schema import images
 from tests.support import (
@@ -86,16 +88,29 @@ def test_ims_image_view_fields(api):
     assert isinstance(ubuntu["size"], int) and ubuntu["size"] > 0
     assert ubuntu["self"] == f"/v2/images/{UBUNTU}" and ubuntu["file"] == f"/v2/images/{UBUNTU}/file"
     assert ubuntu["schema"] == "/v2/schemas/image"
-    assert ubuntu["tags"] == [] and ubuntu["protected"] is False
+    assert ubuntu["tags"] == [] and ubuntu["protected"] is True      # public images cannot be deleted
     assert len(ubuntu["checksum"]) == 32
     assert ubuntu["created_at"].endswith("Z") and ubuntu["updated_at"].endswith("Z")
     assert found[DEBIAN]["__support_cloudinit"] == "false"
+    # The attributes IMS adds to every image (docs/decisions.md, "Images and flavors").
+    assert ubuntu["__image_size"] == str(ubuntu["size"])
+    assert ubuntu["virtual_size"] == 10 * 1024**3 and ubuntu["max_ram"] == "0"
+    assert ubuntu["active_at"] == ubuntu["created_at"] and found[FEDORA_QUEUED]["active_at"] == ""
+    assert ubuntu["__image_source_type"] == "uds" and ubuntu["__root_origin"] == "file"
+    assert ubuntu["__lazyloading"] == "true" and ubuntu["__sequence_num"] == "0"
+    assert ubuntu["enterprise_project_id"] == "0" and ubuntu["_sys_enterprise_project_id"] == "0"
+    assert ubuntu["__is_config_init"] == "true" and found[FEDORA_QUEUED]["__is_config_init"] == "false"
+    assert ubuntu["__os_feature_list"] == "{}" and ubuntu["__support_agent_list"] == ""
+    assert ubuntu["__data_origin"] == "" and ubuntu["__originalimagename"] == "" and ubuntu["__backup_id"] == ""
+    assert ubuntu["__image_displayname"] == ubuntu["name"] and ubuntu["__system_support_market"] is False
+    assert ubuntu["__support_fc_inject"] == "false" and found[DEBIAN]["__support_fc_inject"] == "true"
+    assert ubuntu["__support_arm"] == "false" and ubuntu["hw_vif_multiqueue_enabled"] == "false"
+    assert ubuntu["os_shutdown_timeout"] == "60" and ubuntu["__is_offshelved"] == "false"
     assert found[UBUNTU_UEFI]["hw_firmware_type"] == "uefi"
     assert found[FEDORA_QUEUED]["status"] == "queued"
     assert found[DATA_IMAGE]["virtual_env_type"] == "DataImage" and found[DATA_IMAGE]["disk_format"] == "raw"
-    # Extra properties are attributes too.
-    assert found[FAULTY_BOOT][FAULT_KEY] == "start"
-    assert FAULT_KEY not in ubuntu
+    # Internal properties (the simulated driver's fault key) are never shown.
+    assert FAULT_KEY not in found[FAULTY_BOOT] and FAULT_KEY not in ubuntu
 
 
 @pytest.mark.parametrize("query, expected", [
@@ -118,6 +133,15 @@ def test_ims_image_view_fields(api):
     ("__os_type=Linux&__platform=Ubuntu&hw_firmware_type=uefi", {UBUNTU_UEFI}),
     ("__os_type=Linux&__support_cloudinit=true", {UBUNTU, UBUNTU_UEFI, EULER, FEDORA_QUEUED,
                                                   seed.image_id("Standard_openSUSE_15_latest")}),
+    ("enterprise_project_id=0", SEEDED),
+    ("enterprise_project_id=all_granted_eps", SEEDED),
+    ("enterprise_project_id=0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", set()),
+    ("protected=true", SEEDED),
+    ("protected=True&visibility=public", SEEDED),
+    ("protected=false", set()),
+    ("__support_diskintensive=false&__support_largememory=false", SEEDED),
+    ("__support_diskintensive=true", set()),
+    ("__support_kvm_gpu_type=V100_vGPU", set()),
 ])
 def test_ims_filters(api, query, expected):
     assert set(ids(ims(api, query))) == expected
@@ -210,6 +234,91 @@ def test_x_project_id_must_match_the_token(api):
 def test_images_need_a_token(api, path):
     assert_error(api.get(path, token=False), 401, "Common.0013")
     assert_error(api.get(path, headers={"X-Auth-Token": "bogus"}), 401, "Common.0013")
+
+
+# --- every view, every field, nothing internal ------------------------------------------------------
+
+# The Glance core of an image object; every other field of the IMS view is an image property, which
+# the Nova proxy shows as a metadata string.
+GLANCE_CORE = {"id", "name", "status", "visibility", "owner", "min_disk", "min_ram", "disk_format",
+               "container_format", "size", "virtual_size", "checksum", "protected", "tags", "created_at",
+               "updated_at", "self", "file", "schema"}
+
+
+def add_local_image(client, owner: str) -> str:
+    """A row shaped like the one ``ecsd images import`` registers (drivers/local/images.py)."""
+    image_id = str(uuid.uuid4())
+    now = clock.now()
+    with client.app.state.services.store.tx() as conn:
+        conn.execute(images.insert().values(
+            id=image_id, name="my-os-a", status="active", visibility="private", owner=owner, imagetype="private",
+            os_type="Linux", os_bit="64", platform="Other", os_version="Debian GNU/Linux 12 (bookworm)",
+            min_disk=2, min_ram=0, disk_format="raw", size=123_456_789, virtual_env_type="FusionCompute",
+            hw_firmware_type="bios", support_kvm=True, cloudinit=False,
+            properties=orjson.dumps({FILE_KEY: f"{image_id}.raw", "__ecsd_note": "x", "team": "a"}).decode(),
+            created_at=now, updated_at=now))
+    return image_id
+
+
+def _image_responses(api, image_ids: list[str]):
+    yield api.get("/v2/cloudimages")
+    yield api.get("/v2/cloudimages?limit=2")
+    yield api.get("/v2/images")
+    yield api.get("/image/v2/images?limit=1000")
+    yield api.get("/v2.1/{pid}/images")
+    yield api.get("/v2.1/{pid}/images/detail")
+    for image_id in image_ids:
+        yield api.get(f"/v2/cloudimages?id={image_id}")
+        yield api.get(f"/v2/images/{image_id}")
+        yield api.get(f"/image/v2/images/{image_id}")
+        yield api.get(f"/v2.1/{{pid}}/images/{image_id}")
+        yield api.get(f"/v2.1/{{pid}}/images/{image_id}/metadata")
+
+
+def _keys(value) -> set[str]:
+    if isinstance(value, dict):
+        return set(value).union(*(_keys(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_keys(v) for v in value))
+    return set()
+
+
+def test_no_internal_property_reaches_any_image_view(api):
+    local = add_local_image(api.client, api.pid)
+    image_ids = [*SEEDED, local]
+    count = 0
+    for r in _image_responses(api, image_ids):
+        assert r.status_code == 200, r.text
+        assert "__ecsd" not in r.text, (r.url, [k for k in _keys(r.json()) if k.startswith("__ecsd")])
+        count += 1
+    assert count == 6 + 5 * len(image_ids)
+    # The local image is there, with its public property, and the simulated faults still work.
+    shown = api.get(f"/v2/images/{local}").json()
+    assert shown["team"] == "a" and api.get(f"/v2.1/{{pid}}/images/{local}/metadata").json()["metadata"]["team"] == "a"
+
+
+def test_local_image_row_view(api):
+    local = add_local_image(api.client, api.pid)
+    view = api.get(f"/v2/images/{local}").json()
+    assert view["size"] == 123_456_789 and view["__image_size"] == "123456789"
+    assert view["virtual_size"] == 2 * 1024**3
+    assert view["__imagetype"] == "private" and view["protected"] is False and view["owner"] == api.pid
+    assert view["__data_origin"] == "file" and view["__root_origin"] == "file"
+    assert view["__support_fc_inject"] == "true" and view["__support_cloudinit"] == "false"
+    assert view["active_at"] == view["created_at"]
+
+
+def test_nova_views_carry_every_ims_attribute(api):
+    ims_views = {i["id"]: i for i in ims(api)["images"]}
+    detail = {i["id"]: i for i in api.get("/v2.1/{pid}/images/detail").json()["images"]}
+    assert set(detail) == set(ims_views)
+    for image_id, view in ims_views.items():
+        expected = {k: (("true" if v else "false") if isinstance(v, bool) else str(v))
+                    for k, v in view.items() if k not in GLANCE_CORE}
+        assert detail[image_id]["metadata"] == expected
+        assert api.get(f"/v2.1/{{pid}}/images/{image_id}/metadata").json()["metadata"] == expected
+        assert detail[image_id]["OS-EXT-IMG-SIZE:size"] == view["size"]
+        assert view.keys() >= GLANCE_CORE
 
 
 # --- Glance ------------------------------------------------------------------------------------------

@@ -1,4 +1,12 @@
-"""Flavors: lookup, the ECS v1 listing with its sale-status rules, and the Nova-style sorted, paged listing.
+"""Flavors: lookup, the extra specs a flavor shows, the ECS v1 listing with its sale-status rules, and
+the Nova-style sorted, paged listing.
+
+Shown extra specs (:func:`shown_specs`): every key the reference documents for ``os_extra_specs``
+(17, Table 6 of ``querying_details_about_flavors_and_extended_flavor_information.rst``), all
+strings. The keys a flavor row stores win; the others are derived from its vCPUs and performance
+type (docs/decisions.md, "Images and flavors"). The sale rules below read the stored keys only,
+and a derived key never changes their outcome (``cond:operation:status`` ``normal`` and
+``cond:operation:az`` ``""`` mean what their absence means).
 
 Sale status (``os_extra_specs``): ``cond:operation:status`` is the region-wide status (``normal``
 when absent) and ``cond:operation:az`` overrides it per availability zone, written as
@@ -46,10 +54,89 @@ _GET_FLAVOR = Prepared(select(flavors).where(flavors.c.id == bindparam("flavor_i
 
 
 def get_flavor(conn: Connection, flavor_id: str) -> dict[str, Any] | None:
+    """The flavor row with its *stored* extra specs (what create and the sale rules read)."""
     row = _GET_FLAVOR.first(conn, {"flavor_id": flavor_id})
     if row is None:
         return None
     return _load(row)
+
+
+# --- what a flavor shows ---------------------------------------------------------------------------
+
+# Per vCPU and performance type: assured and maximum bandwidth (Mbit/s) and maximum packets per second.
+_NETWORK: dict[str, tuple[int, int, int]] = {
+    "normal": (100, 800, 100_000),
+    "computingv3": (600, 2000, 200_000),
+    "highmem": (600, 2000, 200_000),
+}
+MAX_BANDWIDTH = 10_000          # Mbit/s, the reference's maximum of instance_vnic:instance_bandwidth
+MAX_NICS = 4                    # the reference's maximum of instance_vnic:max_count
+# What a new server of any flavor can still attach (its system disk uses one virtio slot of 24),
+# as GET .../block_device reports for a server (http/servers.py).
+FREE_SCSI, FREE_BLK = 59, 23
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return orjson.dumps(value).decode() if isinstance(value, dict | list) else str(value)
+
+
+def _count(text: str, default: int) -> int:
+    try:
+        return max(0, int(text))
+    except ValueError:
+        return default
+
+
+def shown_specs(flavor: dict[str, Any]) -> dict[str, str]:
+    """The flavor's ``os_extra_specs``: the stored keys (as strings), and every reference key they lack."""
+    stored = flavor["extra_specs"]
+    vcpus = max(1, flavor["vcpus"])
+    perf = _text(stored.get("ecs:performancetype") or "normal")
+    generation = _text(stored.get("ecs:generation") or flavor["id"].split(".")[0])
+    assured, peak, pps = _NETWORK.get(perf, _NETWORK["normal"])
+    specs = {
+        "ecs:performancetype": perf,
+        "ecs:generation": generation,
+        "ecs:virtualization_env_types": "CloudCompute",          # KVM
+        "resource_type": "IOoptimized" + generation.upper(),
+        "instance_vnic:type": "enhanced",
+        "instance_vnic:max_count": str(min(MAX_NICS, vcpus)),
+        "quota:max_rate": str(min(MAX_BANDWIDTH, peak * vcpus)),
+        "quota:min_rate": str(min(MAX_BANDWIDTH, assured * vcpus)),
+        "quota:max_pps": str(pps * vcpus),
+        "quota:local_disk": "",                                   # no local disks (disk-intensive types only)
+        "quota:nvme_ssd": "",                                     # no NVMe SSDs (ultra-high I/O types only)
+        "extra_spec:io:persistent_grant": "false",                # D1 types only
+        "cond:operation:status": "normal",                        # what its absence means
+        "cond:operation:az": "",                                  # no zone list: the region status everywhere
+        "cond:operation:charge": "demand",                        # pay-per-use is the only billing here
+        "cond:compute": "",                                       # no automatic recovery, no live resize
+    }
+    specs.update((key, _text(value)) for key, value in stored.items() if value is not None)
+    specs.setdefault("instance_vnic:instance_bandwidth", specs["quota:max_rate"])
+    return specs
+
+
+def attachable_quantity(specs: dict[str, str]) -> dict[str, int]:
+    """``attachableQuantity`` of a flavor: the disks and NICs a new server of it can attach."""
+    return {"free_scsi": FREE_SCSI, "free_blk": FREE_BLK, "free_disk": FREE_BLK,
+            "free_nic": _count(specs.get("instance_vnic:max_count", ""), MAX_NICS)}
+
+
+def _shown(flavor: dict[str, Any]) -> dict[str, Any]:
+    flavor["extra_specs"] = shown_specs(flavor)
+    flavor["attachable"] = attachable_quantity(flavor["extra_specs"])
+    return flavor
+
+
+def flavor_details(conn: Connection, flavor_id: str) -> dict[str, Any] | None:
+    """The flavor as the read APIs show it (every reference extra spec, ``attachable``), or None."""
+    flavor = get_flavor(conn, flavor_id)
+    return None if flavor is None else _shown(flavor)
 
 
 def az_statuses(extra_specs: dict[str, Any]) -> dict[str, str]:
@@ -79,17 +166,18 @@ def status_in_az(extra_specs: dict[str, Any], az: str) -> str:
 
 
 def list_flavors_v1(conn: Connection, availability_zone: str | None = None) -> list[dict[str, Any]]:
-    """``GET /v1/{project_id}/cloudservers/flavors``: every flavor on sale (see the module doc), by id."""
+    """``GET /v1/{project_id}/cloudservers/flavors``: every flavor on sale (see the module doc), by id,
+    as shown (:func:`shown_specs`, ``attachable``)."""
     rows = [_load(r) for r in conn.execute(select(flavors).order_by(flavors.c.id)).all()]
     if availability_zone is None:
-        return [f for f in rows if region_status(f["extra_specs"]) != "abandon"
+        return [_shown(f) for f in rows if region_status(f["extra_specs"]) != "abandon"
                 or any(s != "abandon" for s in az_statuses(f["extra_specs"]).values())]
     known = set()
     for f in rows:
         known.update(az_statuses(f["extra_specs"]))
     if availability_zone not in known:
         return []
-    return [f for f in rows if status_in_az(f["extra_specs"], availability_zone) in SELLING]
+    return [_shown(f) for f in rows if status_in_az(f["extra_specs"], availability_zone) in SELLING]
 
 
 def list_flavors(conn: Connection, *, min_disk: int | None = None, min_ram: int | None = None,

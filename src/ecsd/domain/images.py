@@ -1,10 +1,16 @@
-"""Images (IMS): lookup, visibility, filtered and paged listing, and the attributes change OS and
-create validate against.
+"""Images (IMS): lookup, visibility, filtered and paged listing, what an image shows, and the
+attributes change OS and create validate against.
 
 Visibility rule (everywhere): a project sees an image when it is public or the project owns it,
 and never once it is ``deleted``. Listing is keyset-paged: rows are ordered by a sort key with the
 image id as tie-breaker, and a marker (the id of the last image of the previous page) resumes right
 after that image, so paging is stable while images come and go.
+
+What an image shows (:func:`attributes`, :func:`virtual_size`, :func:`is_protected`): every
+attribute the official IMS models know, derived from the row (docs/decisions.md, "Images and
+flavors"). Properties whose key starts with ``__ecsd`` (:data:`INTERNAL_PREFIX`: the simulated
+driver's fault key, the local driver's image file) are for drivers only and never shown; the
+drivers read them from the row (``properties``) as before.
 """
 
 from __future__ import annotations
@@ -17,9 +23,124 @@ import orjson
 from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.engine import Connection
 
+from ecsd.domain import clock
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.store.prepared import Prepared
 from ecsd.store.schema import images
+
+# --- what an image shows --------------------------------------------------------------------------
+
+INTERNAL_PREFIX = "__ecsd"      # properties for drivers only (FAULT_KEY, the local driver's FILE_KEY)
+GIB = 1024**3
+SUPPORT_MARKET = False          # __system_support_market: no image here can be sold in a marketplace
+
+# The Glance core of an image object (typed fields of the views); every other field is an attribute.
+GLANCE_CORE = frozenset({
+    "id", "name", "status", "visibility", "owner", "min_disk", "min_ram", "disk_format", "container_format",
+    "size", "virtual_size", "checksum", "protected", "tags", "created_at", "updated_at", "self", "file", "schema",
+})
+
+# Attributes with one value on every image here (why: docs/decisions.md, "Images and flavors").
+FIXED_ATTRIBUTES: dict[str, str] = {
+    "__isregistered": "true",
+    "__image_source_type": "uds",          # IMS's only backend store
+    "__root_origin": "file",               # every image here was made from an image file
+    "__sequence_num": "0",                 # the system disk's slot
+    "__lazyloading": "true",               # disks are copy-on-write layers over the image
+    "__originalimagename": "",             # not derived from another image
+    "__backup_id": "",                     # not made from a backup
+    "__productcode": "",                   # not a marketplace image
+    "__account_code": "",                  # not a charged image
+    "__is_offshelved": "false",
+    "__system__cmkid": "",                 # not encrypted
+    "__image_location": "",                # where image files are stored is not disclosed
+    "__system_support_market": "true" if SUPPORT_MARKET else "false",   # the IMS/Glance views: a boolean
+    "__support_diskintensive": "false",
+    "__support_highperformance": "false",
+    "__support_largememory": "false",
+    "__support_kvm_infiniband": "false",
+    "__support_xen_hana": "false",
+    "__support_kvm_gpu_type": "",
+    "__support_xen_gpu_type": "",
+    "__support_kvm_hi1822_hisriov": "false",
+    "__support_kvm_hi1822_hivirtionet": "false",
+    "__support_arm": "false",              # x86_64 images
+    "__support_amd": "false",
+    "hw_vif_multiqueue_enabled": "false",
+    "max_ram": "0",                        # no maximum (0, as for min_ram)
+    "os_shutdown_timeout": "60",           # IMS's default grace before a forced power-off
+    "enterprise_project_id": "0",          # the default enterprise project
+    "_sys_enterprise_project_id": "0",
+}
+
+# Defaults an image's own properties may replace (``__image_displayname`` defaults to the name).
+DEFAULT_ATTRIBUTES: dict[str, str] = {
+    "__description": "",
+    "__support_xen": "false",              # this cloud is KVM
+    "__os_feature_list": "{}",             # JSON object of advanced features: none
+    "__support_agent_list": "",            # no host-security or monitoring agent (hss, ces)
+}
+
+# Attributes computed from the row; with the fixed ones and the core, properties never replace them.
+_DERIVED = frozenset({
+    "__imagetype", "__os_type", "__os_bit", "__platform", "__os_version", "__support_kvm", "__support_cloudinit",
+    "__support_fc_inject", "virtual_env_type", "hw_firmware_type", "__image_size", "__data_origin",
+    "__is_config_init", "active_at",
+})
+_RESERVED = GLANCE_CORE | FIXED_ATTRIBUTES.keys() | _DERIVED
+_BASE = {**DEFAULT_ATTRIBUTES, **FIXED_ATTRIBUTES}
+
+
+def _flag(value: Any) -> str:
+    return "true" if value else "false"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return _flag(value)
+    return str(value)
+
+
+def attributes(image: dict[str, Any]) -> dict[str, str]:
+    """Every attribute of ``image`` beyond the Glance core, as the strings IMS sends: the IMS view's
+    ``__*`` and other extension fields, and the Nova image metadata. Internal properties are left out."""
+    attrs = dict(_BASE)
+    attrs["__image_displayname"] = image["name"]
+    for key, value in image["properties"].items():
+        if value is not None and key not in _RESERVED and not key.startswith(INTERNAL_PREFIX):
+            attrs[key] = _text(value)
+    active = image["status"] == "active"
+    cloudinit = image["cloudinit"]
+    attrs["__imagetype"] = image["imagetype"]
+    attrs["__os_type"] = image["os_type"]
+    attrs["__os_bit"] = image["os_bit"]
+    attrs["__platform"] = image["platform"]
+    attrs["__os_version"] = image["os_version"]
+    attrs["__support_kvm"] = _flag(image["support_kvm"])
+    attrs["__support_cloudinit"] = _flag(cloudinit)
+    attrs["__support_fc_inject"] = "false" if cloudinit else "true"   # "true": keys/passwords injected by the platform
+    attrs["virtual_env_type"] = image["virtual_env_type"]
+    attrs["hw_firmware_type"] = image["hw_firmware_type"]
+    attrs["__image_size"] = str(image["size"])
+    attrs["__data_origin"] = "" if image["visibility"] == "public" else "file"
+    attrs["__is_config_init"] = _flag(active)
+    attrs["active_at"] = clock.iso_s(image["created_at"]) if active else ""
+    return attrs
+
+
+def virtual_size(image: dict[str, Any]) -> int:
+    """Bytes of the disk the image holds: its ``min_disk`` (whole GB, rounded up at import)."""
+    return image["min_disk"] * GIB
+
+
+def is_protected(image: dict[str, Any]) -> bool:
+    """Public images cannot be deleted by a tenant (IMS: ``protected`` true for public images)."""
+    return image["visibility"] == "public"
+
+
+# --- listing ---------------------------------------------------------------------------------------
 
 # Query parameters (IMS / Glance spelling) that filter on one column by exact value.
 STRING_FILTERS: dict[str, Any] = {
@@ -44,11 +165,13 @@ BOOL_FILTERS: dict[str, Any] = {
     "__support_cloudinit": images.c.cloudinit,
 }
 
-# Attributes every image has with one fixed value here: a filter asking for another value matches nothing.
-CONSTANT_FILTERS: dict[str, str] = {
-    "__isregistered": "true",
-    "protected": "false",
-    "container_format": "bare",
+# Attributes every image has with one value here: a filter asking for another value matches nothing.
+CONSTANT_FILTERS: dict[str, frozenset[str]] = {
+    "container_format": frozenset({"bare"}),
+    "enterprise_project_id": frozenset({"0", "all_granted_eps"}),
+    **{name: frozenset({FIXED_ATTRIBUTES[name]}) for name in (
+        "__isregistered", "__support_diskintensive", "__support_highperformance", "__support_largememory",
+        "__support_kvm_infiniband", "__support_xen_hana", "__support_kvm_gpu_type", "__support_xen_gpu_type")},
 }
 
 SORT_KEYS: dict[str, Any] = {
@@ -83,6 +206,7 @@ class ImageQuery:
     marker: str | None = None
     # Only images carrying this property (the driver's ``boot_property``: images it can boot).
     requires_property: str | None = None
+    protected: bool | None = None                              # public (True) or not (False)
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -103,12 +227,14 @@ def query_from_params(params: Mapping[str, str]) -> ImageQuery:
             if len(raw) > MAX_FILTER_LENGTH:
                 raise invalid(f"{name} is longer than {MAX_FILTER_LENGTH} characters")
             if name in CONSTANT_FILTERS:
-                if raw.strip().lower() != CONSTANT_FILTERS[name]:
+                if raw.strip().lower() not in CONSTANT_FILTERS[name]:
                     query.impossible = True
             else:
                 query.equals[name] = raw
         elif name in BOOL_FILTERS:
             query.flags[name] = _bool(name, raw)
+        elif name == "protected":
+            query.protected = _bool(name, raw)
     return query
 
 
@@ -171,6 +297,8 @@ def list_images(conn: Connection, project_id: str, query: ImageQuery) -> tuple[l
         conds.append(STRING_FILTERS[name] == value)
     for name, flag in query.flags.items():
         conds.append(BOOL_FILTERS[name] == flag)
+    if query.protected is not None:
+        conds.append(images.c.visibility == "public" if query.protected else images.c.visibility != "public")
     if query.statuses is not None:
         conds.append(images.c.status.in_(query.statuses))
     if query.min_disk is not None:

@@ -52,7 +52,8 @@ _IMAGES = [
      10, 0, "bios", False, "active", "FusionCompute", {FAULT_KEY: "start"}),
 ]
 
-# id, vcpus, ram MB, performance type
+# id, vcpus, ram MB, performance type (the extra-spec keys not stored here are derived when shown:
+# domain/flavors.py, shown_specs)
 _FLAVORS = [
     ("s3.small.1", 1, 1024, "normal"),
     ("s3.medium.2", 1, 2048, "normal"),
@@ -79,7 +80,8 @@ def seed_catalogue(conn: Connection) -> None:
             id=fid, name=fid, vcpus=vcpus, ram=ram, disk=0, extra_specs=orjson.dumps({
                 "ecs:performancetype": perf, "ecs:generation": fid.split(".")[0],
                 "ecs:virtualization_env_types": "CloudCompute", "resource_type": "IOoptimized" + fid.split(".")[0].upper(),
-                "cond:operation:status": "normal", "cond:operation:az": "eu-de-01(normal),eu-de-02(normal)",
+                "cond:operation:status": "normal",
+                "cond:operation:az": "eu-de-01(normal),eu-de-02(normal),eu-de-03(normal)",   # every zone
             }).decode()))
 
 

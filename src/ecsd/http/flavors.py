@@ -1,13 +1,16 @@
 """Flavor endpoints: the ECS v1 list with extra specs, and the native Nova flavor API.
 
 * ``GET /v1/{project_id}/cloudservers/flavors[?availability_zone=]``: ``vcpus`` and ``disk`` are
-  strings there, as the reference shows; ``os_extra_specs`` carries the extra specs. Which flavors
-  an AZ sells is decided in :mod:`ecsd.domain.flavors`; an AZ this region does not have gives ``[]``.
+  strings there, as the reference shows; ``os_extra_specs`` carries every extra-spec key the
+  reference documents, as strings (:func:`ecsd.domain.flavors.shown_specs`), and
+  ``attachableQuantity`` what a new server of the flavor can attach. Which flavors an AZ sells is
+  decided in :mod:`ecsd.domain.flavors`; an AZ this region does not have gives ``[]``.
 * ``GET /v2.1/{project_id}/flavors`` (id, name, links), ``/flavors/detail``, ``/flavors/{id}``,
   ``/flavors/{id}/os-extra_specs`` and ``/flavors/{id}/os-extra_specs/{key}``. The lists take
   ``minDisk``, ``minRam``, ``sort_key`` (flavorid, name, memory_mb, vcpus, root_gb, ...; default
   flavorid), ``sort_dir`` (asc/desc), ``limit`` (default and cap 1000, as Nova's osapi_max_limit)
   and ``marker`` (a flavor id); ``flavors_links`` holds the next page's URL when more follow.
+  ``os-extra_specs`` shows the same extra specs as the v1 list.
 * From microversion 2.55 on (``OpenStack-API-Version: compute 2.55`` or
   ``X-OpenStack-Nova-API-Version``), flavor objects carry ``description`` (null), as Nova does.
 
@@ -82,6 +85,7 @@ def v1_view(flavor: dict[str, Any], base: str, project_id: str) -> dict[str, Any
         "os-flavor-access:is_public": True,
         "links": _links(base, project_id, flavor["id"], with_type=True),
         "os_extra_specs": flavor["extra_specs"],
+        "attachableQuantity": flavor["attachable"],
     }
 
 
@@ -168,7 +172,7 @@ async def list_flavors_detail(request: Request, ctx: Ctx):
 
 
 async def _flavor(ctx: Ctx, flavor_id: str) -> dict[str, Any]:
-    flavor = await ctx.services.store.run(domain.get_flavor, flavor_id)
+    flavor = await ctx.services.store.run(domain.flavor_details, flavor_id)
     if flavor is None:
         raise EcsError("Ecs.0029", f"Flavor {flavor_id} could not be found.", status=404)
     return flavor

@@ -15,14 +15,21 @@
 
 Choices made here:
 
-* Image attributes are strings as IMS sends them (``"true"``/``"false"``, ``__os_bit`` ``"64"``);
-  ``min_disk``, ``min_ram`` and ``size`` are integers, ``protected`` a boolean.
+* Every view carries every field the official IMS models know (``ImageInfo``,
+  ``GlanceShowImageResponse``, ``GlanceShowImageListResponseBody``), typed as those models say:
+  the Glance core (``min_disk``, ``min_ram``, ``size``, ``virtual_size`` integers, ``protected``
+  and ``__system_support_market`` booleans) plus the IMS attributes, strings as IMS sends them
+  (``"true"``/``"false"``, ``__os_bit`` ``"64"``, ``max_ram`` ``"0"``). The attribute values are
+  derived in :func:`ecsd.domain.images.attributes` (docs/decisions.md, "Images and flavors"); the
+  Nova views show the same attributes as ``metadata`` strings.
 * Whether the image has Cloud-Init (Cloudbase-Init on Windows) is shown as
   ``__support_cloudinit`` (``"true"``/``"false"``), in the ``__support_*`` family of IMS flags. It
   can also be used as a list filter.
 * Free-form ``properties`` of an image appear as further top-level attributes (IMS/Glance) or
-  ``metadata`` entries (Nova). They never replace a column-backed attribute, but may override
-  the defaults ``__support_xen`` (``"false"``: this cloud is KVM) and ``__description`` (``""``).
+  ``metadata`` entries (Nova). They never replace a column-backed or fixed attribute, but may
+  override the defaults ``__support_xen`` (``"false"``: this cloud is KVM), ``__description``
+  (``""``), ``__os_feature_list``, ``__support_agent_list`` and ``__image_displayname``.
+  Properties starting with ``__ecsd`` belong to the drivers and appear in no view.
 * ``checksum`` is a stable stand-in (MD5 of id and size): there are no image bytes to hash.
 * An unknown, invisible or non-UUID image id is HTTP **404** with code ``Ecs.0031`` ("The image
   does not exist."): the reference gives Ecs.0031 with 400 for the ECS write APIs, but a read of
@@ -64,33 +71,11 @@ NOVA_STATUS_FILTER = {"active": ("active",), "saving": ("queued", "saving"), "er
 
 # --- views -----------------------------------------------------------------------------------------
 
-def _flag(value: Any) -> str:
-    return "true" if value else "false"
-
-
-def _attributes(image: dict[str, Any]) -> dict[str, str]:
-    """The IMS ``__*`` attributes and other string properties, shared by every dialect."""
-    attrs: dict[str, str] = {"__support_xen": "false", "__description": ""}
-    attrs.update({k: v if isinstance(v, str) else str(v) for k, v in image["properties"].items()})
-    attrs.update({
-        "__imagetype": image["imagetype"],
-        "__os_type": image["os_type"],
-        "__os_bit": image["os_bit"],
-        "__platform": image["platform"],
-        "__os_version": image["os_version"],
-        "__isregistered": "true",
-        "__support_kvm": _flag(image["support_kvm"]),
-        "__support_cloudinit": _flag(image["cloudinit"]),
-        "virtual_env_type": image["virtual_env_type"],
-        "hw_firmware_type": image["hw_firmware_type"],
-    })
-    return attrs
-
-
 def image_view(image: dict[str, Any]) -> dict[str, Any]:
-    """The IMS / Glance v2 image object."""
+    """The IMS / Glance v2 image object: the typed Glance core and every IMS attribute (strings)."""
     iid = image["id"]
-    view: dict[str, Any] = {
+    view = domain.attributes(image)
+    view.update({
         "id": iid,
         "name": image["name"],
         "status": image["status"],
@@ -101,17 +86,17 @@ def image_view(image: dict[str, Any]) -> dict[str, Any]:
         "disk_format": image["disk_format"],
         "container_format": "bare",
         "size": image["size"],
+        "virtual_size": domain.virtual_size(image),
         "checksum": hashlib.md5(f"{iid}:{image['size']}".encode()).hexdigest(),
-        "protected": False,
+        "protected": domain.is_protected(image),
         "tags": [],
         "created_at": clock.iso_s(image["created_at"]),
         "updated_at": clock.iso_s(image["updated_at"]),
         "self": f"/v2/images/{iid}",
         "file": f"/v2/images/{iid}/file",
         "schema": "/v2/schemas/image",
-    }
-    for key, value in _attributes(image).items():
-        view.setdefault(key, value)
+        "__system_support_market": domain.SUPPORT_MARKET,     # a boolean in the IMS model
+    })
     return view
 
 
@@ -136,7 +121,7 @@ def nova_view(image: dict[str, Any], base: str, project_id: str) -> dict[str, An
         "progress": NOVA_PROGRESS.get(status, 0),
         "minDisk": image["min_disk"],
         "minRam": image["min_ram"],
-        "metadata": _attributes(image),
+        "metadata": domain.attributes(image),
         "OS-EXT-IMG-SIZE:size": image["size"],
         "created": clock.iso_s(image["created_at"]),
         "updated": clock.iso_s(image["updated_at"]),
@@ -302,7 +287,7 @@ async def nova_show_image(request: Request, ctx: Ctx):
 async def nova_image_metadata(request: Request, ctx: Ctx):
     """``GET /v2.1/{project_id}/images/{image_id}/metadata``."""
     image = await _one(ctx, request.path_params["project_id"], request.path_params["image_id"])
-    return json({"metadata": _attributes(image)})
+    return json({"metadata": domain.attributes(image)})
 
 
 routes = [
