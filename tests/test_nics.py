@@ -1,8 +1,11 @@
 """Network, disk and zone queries: NICs (os-interface, v1 and Nova), Nova ips, os-volume_attachments and
-os-availability-zone."""
+os-availability-zone; each NIC of a server its own port, MAC and address (issue 11)."""
 
 from __future__ import annotations
 
+import uuid
+
+from ecsd.domain import nics
 from tests import support as s
 from tests.support import assert_error
 
@@ -54,3 +57,93 @@ def test_availability_zones(api):
     zones = r.json()["availabilityZoneInfo"]
     assert [z["zoneName"] for z in zones] == ["eu-de-01", "eu-de-02", "eu-de-03"]
     assert all(z["zoneState"] == {"available": True} and z["hosts"] is None for z in zones)
+
+
+SUBNET2 = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+
+
+def _create(api, nic_list: list[dict], count: int = 1) -> list[str]:
+    body = {"server": {"name": "nics", "imageRef": s.UBUNTU, "flavorRef": "s3.small.1", "vpcid": s.VPC,
+                       "nics": nic_list, "root_volume": {"volumetype": "SSD"}, "count": count}}
+    r = api.post("/v1/{pid}/cloudservers", body)
+    assert r.status_code == 200, r.text
+    assert api.wait_job(r.json()["job_id"])["status"] == "SUCCESS"
+    return r.json()["serverIds"]
+
+
+def test_each_nic_has_its_own_port_mac_and_address(api):
+    (sid,) = _create(api, [{"subnet_id": s.SUBNET}, {"subnet_id": SUBNET2}, {"subnet_id": s.SUBNET}])
+    addresses = api.server(sid)["addresses"][s.VPC]
+    assert len(addresses) == 3
+    for key in ("OS-EXT-IPS:port_id", "OS-EXT-IPS-MAC:mac_addr", "addr"):
+        assert len({a[key] for a in addresses}) == 3, (key, addresses)
+
+    v1 = api.get(f"/v1/{{pid}}/cloudservers/{sid}/os-interface").json()["interfaceAttachments"]
+    assert [(n["port_id"], n["mac_addr"], n["fixed_ips"][0]["ip_address"]) for n in v1] == [
+        (a["OS-EXT-IPS:port_id"], a["OS-EXT-IPS-MAC:mac_addr"], a["addr"]) for a in addresses]
+    assert [n["net_id"] for n in v1] == [s.SUBNET, SUBNET2, s.SUBNET]
+    assert api.get(f"/v2.1/{{pid}}/servers/{sid}/os-interface").json() == {"interfaceAttachments": v1}
+    for nic in v1:    # each port on its own, with its own network
+        one = api.get(f"/v2.1/{{pid}}/servers/{sid}/os-interface/{nic['port_id']}")
+        assert one.status_code == 200 and one.json() == {"interfaceAttachment": nic}
+
+    ips = api.get(f"/v2.1/{{pid}}/servers/{sid}/ips").json()
+    assert ips == {"addresses": {s.VPC: [{"version": 4, "addr": a["addr"]} for a in addresses]}}
+    nova = api.get(f"/v2.1/{{pid}}/servers/{sid}").json()["server"]["addresses"][s.VPC]
+    assert [a["OS-EXT-IPS:port_id"] for a in nova] == [n["port_id"] for n in v1]
+
+
+def test_nic_ports_are_stable_and_the_first_keeps_its_derivation(api):
+    (sid,) = _create(api, [{"subnet_id": s.SUBNET}, {"subnet_id": s.SUBNET}])
+    first = api.get(f"/v1/{{pid}}/cloudservers/{sid}/os-interface").json()
+    assert api.get(f"/v1/{{pid}}/cloudservers/{sid}/os-interface").json() == first
+    raw = uuid.UUID(sid).bytes
+    assert first["interfaceAttachments"][0]["port_id"] == str(uuid.UUID(bytes=bytes(reversed(raw)), version=4))
+
+
+def test_a_given_address_and_an_automatic_one_on_two_nics(api):
+    (sid,) = _create(api, [{"subnet_id": s.SUBNET, "ip_address": "10.0.0.9"}, {"subnet_id": s.SUBNET}])
+    found = api.get(f"/v1/{{pid}}/cloudservers/{sid}/os-interface").json()["interfaceAttachments"]
+    assert found[0]["fixed_ips"][0]["ip_address"] == "10.0.0.9"
+    assert found[1]["fixed_ips"][0]["ip_address"] not in ("10.0.0.9", "")
+    assert found[0]["port_id"] != found[1]["port_id"] and found[0]["mac_addr"] != found[1]["mac_addr"]
+
+
+def test_automatic_addresses_avoid_those_in_use(api, monkeypatch):
+    """Every NIC's first candidate made the same: the servers of one create, and of the next create,
+    still get addresses no other server of the project has."""
+    real = nics._candidate_ip
+    monkeypatch.setattr(nics, "_candidate_ip",
+                        lambda sid, index, attempt: "192.168.7.7" if attempt == 0 else real(sid, index, attempt))
+    ids = _create(api, [{"subnet_id": s.SUBNET}, {"subnet_id": s.SUBNET}], count=2)
+    ids += _create(api, [{"subnet_id": s.SUBNET}])
+    used = [a["addr"] for sid in ids for a in api.server(sid)["addresses"][s.VPC]]
+    assert len(used) == 5 and len(set(used)) == 5 and "192.168.7.7" in used
+    # a fixed address taken by an automatic one is refused as any address in use
+    assert_error(api.post("/v1/{pid}/cloudservers", {"server": {
+        "name": "dup", "imageRef": s.UBUNTU, "flavorRef": "s3.small.1", "vpcid": s.VPC,
+        "nics": [{"subnet_id": s.SUBNET, "ip_address": "192.168.7.7"}], "root_volume": {"volumetype": "SSD"}}}),
+        400, "Ecs.0010")
+
+
+def test_no_free_automatic_address_is_ecs_0012(api, monkeypatch):
+    monkeypatch.setattr(nics, "_candidate_ip", lambda sid, index, attempt: "192.168.9.9")
+    _create(api, [{"subnet_id": s.SUBNET}])
+    body = {"server": {"name": "full", "imageRef": s.UBUNTU, "flavorRef": "s3.small.1", "vpcid": s.VPC,
+                       "nics": [{"subnet_id": s.SUBNET}], "root_volume": {"volumetype": "SSD"}}}
+    assert_error(api.post("/v1/{pid}/cloudservers", body), 400, "Ecs.0012")
+    assert api.get("/v1/{pid}/cloudservers/detail").json()["count"] == 1
+
+
+def test_nova_ips_and_interfaces_of_a_two_network_nova_server(api):
+    r = api.post("/v2.1/{pid}/servers", {"server": {"name": "two", "imageRef": s.UBUNTU, "flavorRef": "s3.small.1",
+                                                     "networks": [{"uuid": s.SUBNET}, {"uuid": SUBNET2}]}})
+    assert r.status_code == 202, r.text
+    sid = r.json()["server"]["id"]
+    found = api.get(f"/v2.1/{{pid}}/servers/{sid}/os-interface").json()["interfaceAttachments"]
+    assert [n["net_id"] for n in found] == [s.SUBNET, SUBNET2]
+    assert len({n["port_id"] for n in found}) == len({n["mac_addr"] for n in found}) == 2
+    (network, ips), = api.get(f"/v2.1/{{pid}}/servers/{sid}/ips").json()["addresses"].items()
+    assert ips == [{"version": 4, "addr": n["fixed_ips"][0]["ip_address"]} for n in found]
+    assert len({ip["addr"] for ip in ips}) == 2
+    assert api.get(f"/v2.1/{{pid}}/servers/{sid}/ips/{network}").json() == {network: ips}

@@ -343,3 +343,18 @@ def test_console_output_gives_the_last_lines(api, other_api):
         assert_error(act(api, sid, {"os-getConsoleOutput": bad}), 400, "Ecs.0005")
     assert_error(act(api, UNKNOWN, {"os-getConsoleOutput": {"length": 5}}), 404, "Ecs.0114")
     assert_error(act(other_api, sid, {"os-getConsoleOutput": {"length": 5}}), 404, "Ecs.0114")
+
+
+def test_security_group_actions(api):
+    sid = api.create_servers()[0]
+    groups = f"/v2.1/{{pid}}/servers/{sid}/os-security-groups"
+    before = api.get(groups).json()["security_groups"]
+    assert [g["name"] for g in before] == ["default"]
+    assert act(api, sid, {"addSecurityGroup": {"name": "default"}}).status_code == 202          # already in it
+    assert act(api, sid, {"addSecurityGroup": {"name": before[0]["id"]}}).status_code == 202    # by id
+    assert_error(act(api, sid, {"removeSecurityGroup": {"name": "default"}}), 400, "Ecs.0014")
+    assert_error(act(api, sid, {"addSecurityGroup": {"name": "web"}}), 400, "Ecs.0014")
+    for bad in (None, {}, {"name": 5}, {"name": "default", "x": 1}):
+        assert_error(act(api, sid, {"addSecurityGroup": bad}), 400, "Ecs.0005")
+    assert_error(act(api, UNKNOWN, {"addSecurityGroup": {"name": "default"}}), 404, "Ecs.0114")
+    assert api.get(groups).json()["security_groups"] == before

@@ -39,6 +39,7 @@ from ecsd.http import (
     metadata,
     nics,
     nova,
+    nova_lifecycle,
     servers,
     versions,
 )
@@ -173,7 +174,7 @@ def create_app(settings: Settings) -> Starlette:
     routes = []
     # limits before servers: /cloudservers/limits is not a server id
     for module in (health, versions, identity, images, flavors, keypairs, limits, servers, nova, metadata, nics,
-                   changeos, jobs):
+                   changeos, jobs, nova_lifecycle):
         routes.extend(module.routes)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         EcsError: on_ecs_error, HTTPException: on_http_exception, ClientDisconnect: on_client_disconnect,

@@ -6,21 +6,29 @@ and one sub-job per server) and then carried out by the job engine, step by step
 A create is refused whole with 400 Ecs.0001 when its servers, their vCPUs or their RAM would pass a
 project quota (domain/quotas.py, checked and charged atomically at acceptance); a deleted server
 stops counting when its delete job finishes (purge_record), not when the delete is accepted.
+
+The v1 create (``POST /v1/{project_id}/cloudservers``, creating_an_ecs.rst) and the Nova create
+(``POST /v2.1/{project_id}/servers``, native_openstack_nova_apis/lifecycle_management/creating_an_ecs.rst)
+are one acceptance: :func:`accept_create` and :func:`accept_nova_create` differ only in what they
+answer (the Nova one: a ``min_count`` .. ``max_count`` range, a generated password, the reservation).
+Each NIC gets a port, MAC and address of its own (domain/nics.py). The Nova update and delete run
+:func:`update_server` and :func:`accept_batch` as the v1 ones do.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-import uuid
-from dataclasses import dataclass, field
+import secrets
+import string
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
-from ecsd.domain import clock, idempotency, quotas, sealing
+from ecsd.domain import clock, idempotency, nics, quotas, sealing, security_groups
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
 from ecsd.domain.changeos import check_password, decode_user_data, driver_call, injection, scrub_secrets
@@ -62,14 +70,9 @@ class ServerSpec:
     availability_zone: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     description: str = ""
-
-
-def _address(server_id: str, subnet: str, fixed: str | None) -> dict[str, Any]:
-    raw = uuid.UUID(server_id).bytes
-    addr = fixed or f"192.168.{raw[0]}.{2 + raw[1] % 252}"
-    return {"version": "4", "addr": addr, "OS-EXT-IPS:type": "fixed",
-            "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:" + ":".join(f"{b:02x}" for b in raw[2:5]),
-            "OS-EXT-IPS:port_id": str(uuid.UUID(bytes=bytes(reversed(raw)), version=4)), "subnet_id": subnet}
+    min_count: int | None = None        # Nova: create at least this many, up to ``count``, as quota allows
+    no_network: bool = False            # Nova ``networks: "none"``: a server without NICs
+    security_groups: tuple[str, ...] = ()    # names or ids; only the project's default group exists
 
 
 MAX_NAME = 128
@@ -131,14 +134,155 @@ def accept_create(conn: Connection, ident: Identity, spec: ServerSpec, client_to
     key-pair codes (Ecs.0031/0032/0007, Ecs.0029/0319, Ecs.0314), and 400 Ecs.0001 when the servers
     would pass the project's instance, vCPU or RAM quota (nothing is created then).
     """
+    job_id, server_ids, _repeat = _accept_once(conn, ident, spec, client_token, digest, driver)
+    return job_id, server_ids
+
+
+def _accept_once(conn: Connection, ident: Identity, spec: ServerSpec, client_token: str | None, digest: str,
+                 driver: Any) -> tuple[str, list[str], bool]:
+    """(job id, server ids, whether this repeats an earlier request under ``client_token``)."""
     if client_token is not None:
         earlier = idempotency.reserve(conn, ident.project_id, client_token, digest)
         if earlier is not None:
-            return earlier
+            return earlier[0], earlier[1], True
         job_id, server_ids = _accept_create(conn, ident, spec, driver)
         idempotency.record(conn, ident.project_id, client_token, job_id, server_ids)
-        return job_id, server_ids
-    return _accept_create(conn, ident, spec, driver)
+        return job_id, server_ids, False
+    return *_accept_create(conn, ident, spec, driver), False
+
+
+@dataclass(frozen=True)
+class NovaCreated:
+    """What a Nova create answers: the servers, their reservation, and the password to show once."""
+
+    job_id: str
+    server_ids: list[str]
+    reservation_id: str
+    admin_pass: str | None
+
+
+def accept_nova_create(conn: Connection, ident: Identity, spec: ServerSpec,
+                       networks: str | tuple[nics.NovaNetwork, ...], client_token: str | None = None,
+                       digest: str = "", driver: Any = None) -> NovaCreated:
+    """The Nova create: :func:`accept_create` with Nova's networks (``nics.nova_nics``, which set the
+    spec's VPC and NICs) and Nova's answer.
+
+    ``spec.min_count`` .. ``spec.count`` servers are created, as many as the quotas allow (fewer than
+    ``min_count``: 400 Ecs.0001). When the request gives no way to log in (no ``adminPass``, no
+    ``metadata.admin_pass``, no ``key_name``), a password is generated and injected, as Nova
+    generates one. ``admin_pass`` is the server's password (given or generated), shown once: a repeat
+    under the same ``client_token`` does not show it again.
+    """
+    vpc_id, found = nics.nova_nics(conn, ident.project_id, networks)     # Ecs.0010 / Ecs.0014
+    spec = replace(spec, vpc_id=vpc_id, nics=found, no_network=networks == nics.NONE)
+    if spec.admin_pass is None and spec.key_name is None and "admin_pass" not in spec.metadata:
+        spec = replace(spec, admin_pass=generate_password())
+    job_id, server_ids, repeat = _accept_once(conn, ident, spec, client_token, digest, driver)
+    first = srv.load(conn, ident.project_id, server_ids[0])
+    shown = None if repeat else (spec.admin_pass or spec.metadata.get("admin_pass"))
+    return NovaCreated(job_id, server_ids, first["reservation_id"], shown)
+
+
+_PASSWORD_CHARS = string.ascii_letters + string.digits + "!@$%^-_=+:,./?~#*"
+
+
+def generate_password(length: int = 16) -> str:
+    """A password that passes check_password on Linux and Windows alike."""
+    while True:
+        password = "".join(secrets.choice(_PASSWORD_CHARS) for _ in range(length))
+        try:
+            check_password(password, None, False)
+            check_password(password, None, True)
+            return password
+        except EcsError:
+            continue
+
+
+def _count_within_quota(conn: Connection, project_id: str, spec: ServerSpec, flavor: dict[str, Any]) -> int:
+    """Nova's min_count .. max_count: the most servers (up to ``spec.count``) the project's quotas allow
+    now, but never fewer than ``spec.min_count`` (which quotas.charge then refuses with Ecs.0001)."""
+    assert spec.min_count is not None
+    current = quotas.project_quotas(conn, project_id)
+    fits = spec.count
+    if current is not None:
+        for resource, need in (("instances", 1), ("cores", flavor["vcpus"]), ("ram", flavor["ram"])):
+            q = current[resource]
+            if q["limit"] >= 0 and need > 0:
+                fits = min(fits, max(0, q["limit"] - q["in_use"]) // need)
+    return max(spec.min_count, fits)
+
+
+# --- Nova block devices -----------------------------------------------------------------------------------
+
+NOVA_VOLUME_TYPE = "SATA"      # the system disk type of a Nova create that names none
+MAX_ROOT_SIZE = 1024
+DATA_SIZES = (10, 32768)
+
+
+@dataclass(frozen=True)
+class BlockDevice:
+    """One entry of a Nova create's ``block_device_mapping_v2`` (shape checked by the HTTP layer)."""
+
+    source_type: str
+    destination_type: str | None = None
+    uuid: str | None = None
+    volume_size: int | None = None
+    volume_type: str | None = None
+    boot_index: int | None = None
+
+
+def nova_disks(image_ref: str | None, devices: tuple[BlockDevice, ...]
+               ) -> tuple[str, int | None, str, tuple[DataVolume, ...]]:
+    """(image id, system disk size or None, its volume type, data volumes) of a Nova create.
+
+    The system disk is made from ``imageRef`` or from the one ``image`` device with ``boot_index`` 0
+    (``volume_size``, ``volume_type``; a ``local`` destination is the image's own size); ``blank``
+    volume devices are data disks. Volumes and snapshots cannot be booted from (ecsd has no such
+    free disks), two images or none: 400 Ecs.0005.
+    """
+    image_id, size, volumetype = image_ref or None, None, NOVA_VOLUME_TYPE
+    data: list[DataVolume] = []
+    boot_seen = False
+    for n, d in enumerate(devices):
+        where = f"block_device_mapping_v2.{n}"
+        if d.source_type == "image" and d.boot_index == 0:
+            if boot_seen:
+                raise invalid(f"{where}: only one device can have boot_index 0")
+            boot_seen = True
+            if d.uuid is None or (image_id is not None and d.uuid != image_id):
+                raise invalid(f"{where}.uuid must name the image to boot (the same as imageRef, if given)")
+            image_id = d.uuid
+            if d.destination_type in (None, "volume"):
+                size, volumetype = d.volume_size, d.volume_type or NOVA_VOLUME_TYPE
+                if size is not None and not 1 <= size <= MAX_ROOT_SIZE:
+                    raise invalid(f"{where}.volume_size must be 1 to {MAX_ROOT_SIZE} GB for a system disk")
+            elif d.destination_type != "local":
+                raise invalid(f"{where}.destination_type must be volume or local")
+        elif d.source_type == "blank" and d.destination_type in (None, "volume") and d.boot_index in (None, -1):
+            if d.volume_size is None or not DATA_SIZES[0] <= d.volume_size <= DATA_SIZES[1]:
+                raise invalid(f"{where}.volume_size must be {DATA_SIZES[0]} to {DATA_SIZES[1]} GB for a data disk")
+            data.append(DataVolume(d.volume_type or NOVA_VOLUME_TYPE, d.volume_size))
+        else:
+            raise invalid(f"{where}: ecsd boots from an image (source_type image, boot_index 0) and adds blank "
+                          f"data volumes; source_type {d.source_type} with boot_index {d.boot_index} "
+                          "is not supported")
+    if image_id is None:
+        raise invalid("imageRef or a block_device_mapping_v2 image with boot_index 0 is required")
+    if not clock.is_uuid(image_id):
+        raise invalid("imageRef must be an image UUID")
+    return image_id, size, volumetype, tuple(data)
+
+
+def update_server(conn: Connection, project_id: str, server_id: str, name: str | None,
+                  description: str | None) -> dict[str, Any]:
+    """v1 ``PUT /cloudservers/{id}`` and Nova ``PUT /servers/{id}`` (modifying_ecs_details.rst of both):
+    name (Ecs.0914/0915) and description (Ecs.0041) checked, then ``srv.update_details`` (Ecs.0114,
+    locked Ecs.0605, an operation in progress Ecs.0100). Returns the server row."""
+    if name is not None:
+        check_name(name)
+    if description is not None:
+        check_description(description)
+    return srv.update_details(conn, project_id, server_id, name, description)
 
 
 def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec, driver: Any) -> tuple[str, list[str]]:
@@ -150,14 +294,19 @@ def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec, driver: 
         raise EcsError("Ecs.0913", f"at most {MAX_COUNT} ECSs can be created at once")
     if len(spec.data_volumes) > MAX_DATA_VOLUMES:
         raise EcsError("Ecs.0042", f"at most {MAX_DATA_VOLUMES} data disks can be attached")
-    if not spec.nics:
+    if spec.min_count is not None and not 1 <= spec.min_count <= spec.count:
+        raise invalid("min_count must be at least 1 and at most max_count")
+    if not spec.nics and not spec.no_network:
         raise invalid("nics must name at least one subnet")
+    if spec.nics and spec.no_network:
+        raise invalid("a server without a network cannot have NICs")
     if len(spec.nics) > MAX_NICS:
         raise EcsError("Ecs.0050", f"at most {MAX_NICS} NICs can be attached")
     for volumetype in (spec.volumetype, *(d.volumetype for d in spec.data_volumes)):
         if volumetype not in VOLUME_TYPES:
             raise EcsError("Ecs.0043", f"volumetype {volumetype} does not exist; "
                                        f"use one of {', '.join(VOLUME_TYPES)}")
+    security_groups.check_requested(ident.project_id, spec.security_groups)                 # Ecs.0014
     image = check_boot_image(visible_image(conn, ident.project_id, spec.image_id), driver)  # Ecs.0031/0032/0007
     az = spec.availability_zone or DEFAULT_AZ
     if az not in AVAILABILITY_ZONES:
@@ -196,9 +345,12 @@ def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec, driver: 
         except EcsError:
             raise invalid("user_data must be base64-encoded, at most 32 KB before encoding") from None
     _fixed_ips(conn, ident.project_id, spec)
+    fixed = {ip for _subnet, ip in spec.nics if ip is not None}
+    taken = fixed | nics.taken_addresses(conn, ident.project_id) if len(fixed) < len(spec.nics) else fixed
+    count = spec.count if spec.min_count is None else _count_within_quota(conn, ident.project_id, spec, flavor)
     # The last check, and the first write: instances, cores and RAM of all `count` servers within the
     # project's quotas, atomically (400 Ecs.0001, nothing created); it also keeps the project's counters.
-    quotas.charge(conn, ident.project_id, spec.count, spec.count * flavor["vcpus"], spec.count * flavor["ram"])
+    quotas.charge(conn, ident.project_id, count, count * flavor["vcpus"], count * flavor["ram"])
 
     # At rest, guest secrets are sealed (domain/sealing.py): once here, shared by every server's job.
     sealed_pass, user_data = sealing.seal(admin_pass), sealing.seal(spec.user_data)
@@ -213,11 +365,12 @@ def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec, driver: 
                                         "EcmResStatus": "", "metering.resourcespeccode": spec_code,
                                         "metering.resourcetype": "1"}, image)
     server_ids = []
-    for index in range(spec.count):
+    for index in range(count):
         server_id = clock.new_uuid()
         job_id = clock.new_hex_id()
-        name = spec.name if spec.count == 1 else f"{spec.name}-{index + 1:04d}"
-        addresses = {spec.vpc_id: [_address(server_id, subnet, ip) for subnet, ip in spec.nics]}
+        name = spec.name if count == 1 else f"{spec.name}-{index + 1:04d}"
+        addresses = ({spec.vpc_id: [nics.make_nic(server_id, n, subnet, ip, taken)
+                                    for n, (subnet, ip) in enumerate(spec.nics)]} if spec.nics else {})
         conn.execute(servers.insert().values(
             id=server_id, project_id=ident.project_id, user_id=ident.user_id, name=name,
             description=spec.description, flavor_id=flavor["id"], image_id=image["id"], key_name=spec.key_name,

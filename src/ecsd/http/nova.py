@@ -4,7 +4,8 @@
     GET  /v2.1/{project_id}/servers/detail                 the full Nova view (+ servers_links)
     GET  /v2.1/{project_id}/servers/{server_id}
     POST /v2.1/{project_id}/servers/{server_id}/action     os-start, os-stop, reboot, lock, unlock, rebuild,
-                                                           os-getConsoleOutput (domain/consoles.py)
+                                                           os-getConsoleOutput (domain/consoles.py),
+                                                           addSecurityGroup, removeSecurityGroup
 
 Start, stop and reboot go through the same gate and job types as the batch API (a batch of one) and
 answer 202 with no body, as Nova does; the job runs on as usual. ``lock`` / ``unlock`` take effect
@@ -24,13 +25,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ecsd.domain import changeos, consoles, lifecycle
+from ecsd.domain import changeos, consoles, lifecycle, security_groups
 from ecsd.domain import servers as srv
 from ecsd.domain.clock import is_uuid
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.listing import Filters, list_servers_after, parse_changes_since
 from ecsd.http.core import Ctx, capped_limit, endpoint, json, parse, read_json
-from ecsd.http.server_views import nova_server_view, server_links, server_views
+from ecsd.http.server_views import nova_server_views, server_links
 from ecsd.http.servers import list_filters
 
 DEFAULT_LIMIT = 25
@@ -60,7 +61,7 @@ async def _page(request: Request, ctx: Ctx, detail: bool) -> dict[str, Any]:
     base = ctx.services.settings.endpoint
     pid = ctx.ident.project_id
     if detail:
-        items = [nova_server_view(v, base) for v in await server_views(ctx, rows)]
+        items = await nova_server_views(ctx, rows)
     else:
         items = [{"id": r["id"], "name": r["name"], "links": server_links(base, pid, r["id"])} for r in rows]
     body: dict[str, Any] = {"servers": items}
@@ -85,8 +86,7 @@ async def list_servers_detail(request: Request, ctx: Ctx) -> Response:
 @endpoint()
 async def show_server(request: Request, ctx: Ctx) -> Response:
     row = await ctx.services.store.run(srv.load, ctx.ident.project_id, request.path_params["server_id"])
-    view = (await server_views(ctx, [row]))[0]
-    return json({"server": nova_server_view(view, ctx.services.settings.endpoint)})
+    return json({"server": (await nova_server_views(ctx, [row]))[0]})
 
 
 def _ips(addresses: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
@@ -182,6 +182,14 @@ async def _console_output(ctx: Ctx, server_id: str, action: str, args: Any) -> R
     return json({"output": output})
 
 
+async def _security_group(ctx: Ctx, server_id: str, action: str, args: Any) -> Response:
+    if not isinstance(args, dict) or set(args) != {"name"} or not isinstance(args["name"], str):
+        raise invalid(f'{action} takes {{"name": "..."}}')
+    await ctx.services.store.run(security_groups.change_membership, ctx.ident.project_id, server_id,
+                                 action == "addSecurityGroup", args["name"])
+    return Response(status_code=202)
+
+
 async def _rebuild_action(ctx: Ctx, server_id: str, _action: str, args: Any) -> Response:
     return await _rebuild(ctx, server_id, args)
 
@@ -191,6 +199,7 @@ async def _rebuild_action(ctx: Ctx, server_id: str, _action: str, args: Any) -> 
 ACTIONS = {
     "os-start": _power, "os-stop": _power, "reboot": _power, "lock": _lock, "unlock": _lock,
     "rebuild": _rebuild_action, "os-getConsoleOutput": _console_output,
+    "addSecurityGroup": _security_group, "removeSecurityGroup": _security_group,
 }
 
 
@@ -235,8 +244,7 @@ async def _rebuild(ctx: Ctx, server_id: str, args: Any) -> Response:
 
     row = await ctx.services.store.run(run)
     ctx.services.submitted()
-    view = (await server_views(ctx, [row]))[0]
-    return json({"server": nova_server_view(view, ctx.services.settings.endpoint)}, status=202)
+    return json({"server": (await nova_server_views(ctx, [row]))[0]}, status=202)
 
 
 # The list routes come before /servers/{server_id}, so that "detail" is never taken for an id.
