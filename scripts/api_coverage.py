@@ -57,6 +57,8 @@ EXTRA_PURPOSE = {
     "/v3/projects/{ref}": "IAM project details", "/v3/auth/domains": "IAM domain of the caller",
     "/v1/{project_id}/cloudservers/{server_id}/metadata/{key}":
         "delete one metadata key (the Huawei SDK's delete_server_metadata)",
+    "/v1/{project_id}/cloudservers/{server_id}/console-output":
+        "console output (the Huawei SDK's show_server_console_output)",
     "/healthz": "liveness", "/readyz": "readiness (database)", "/": "compute API versions",
     "/v1": "ECS API version", "/v2.1": "compute API version and microversions",
 }

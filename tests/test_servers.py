@@ -785,3 +785,16 @@ def test_a_name_filter_longer_than_any_name_matches_nothing(api):
         assert r.status_code == 200 and r.json()["servers"] == [], r.text[:300]
     r = api.get(f"/v1/{{pid}}/cloudservers/detail?ip={'1' * 60_000}")
     assert r.status_code == 200 and r.json()["count"] == 0
+
+
+def test_a_nul_character_is_refused_not_a_500(api):
+    """PostgreSQL's text columns cannot hold NUL: it is refused at the edge, for every API, body and query."""
+    sid = api.create_servers()[0]
+    body = {"server": {"name": "nul", "imageRef": s.UBUNTU, "flavorRef": "s3.small.1", "vpcid": s.VPC,
+                       "nics": [{"subnet_id": s.SUBNET}], "root_volume": {"volumetype": "SSD"},
+                       "description": "a\u0000b"}}
+    assert_error(api.post("/v1/{pid}/cloudservers", body), 400, "Ecs.0005")
+    assert_error(api.call("PUT", f"/v1/{{pid}}/cloudservers/{sid}", {"server": {"name": "x\u0000"}}), 400, "Ecs.0005")
+    assert_error(api.get("/v1/{pid}/cloudservers/detail?name=%00"), 400, "Ecs.0005")
+    assert_error(api.get("/v2.1/{pid}/servers?name=a%00b"), 400, "Ecs.0005")
+    assert_error(api.get(f"/v1/{{pid}}/cloudservers/{sid}%00"), 400, "Ecs.0005")

@@ -130,6 +130,8 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     request.state.raw_body = raw
     if not raw.strip():
         raise EcsError("Common.0002")
+    if b"\\u0000" in raw:       # a NUL in a JSON string: no text column of PostgreSQL can hold it
+        raise invalid("request body strings must not contain NUL characters")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -198,6 +200,8 @@ def endpoint(auth: str = "project") -> Callable[[Handler], Callable[[Request], A
         async def run(request: Request) -> Response:
             services = request.app.state.services
             try:
+                if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b""):
+                    raise invalid("the path and query must not contain NUL characters")
                 ident = None
                 if auth != "none":
                     ident = await services.auth.authenticate(request)

@@ -21,7 +21,7 @@ import orjson
 from ecsd.domain import clock, sealing, security_groups
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
-from ecsd.domain.flavors import get_flavor
+from ecsd.domain.flavors import get_flavor, shown_specs
 from ecsd.domain.listing import PAGE_COLUMNS, Page, page_server
 from ecsd.http.core import Ctx
 
@@ -126,8 +126,29 @@ def server_links(base: str, project_id: str, server_id: str) -> list[dict[str, s
             {"rel": "bookmark", "href": f"{base}/{project_id}/servers/{server_id}"}]
 
 
-def nova_server_view(view: dict[str, Any], base: str) -> dict[str, Any]:
-    """The native (Nova) ``server`` object, made from the v1 view of the same server."""
+async def nova_server_views(ctx: Ctx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Nova views of these server rows (with their flavors' extra specs, which Nova shows)."""
+    if not rows:
+        return []
+
+    def load(conn):
+        vols = srv.attached_volumes(conn, [r["id"] for r in rows])
+        flavors = {fid: get_flavor(conn, fid) for fid in {r["flavor_id"] for r in rows}}
+        return vols, flavors
+
+    vols, flavors = await ctx.services.store.read(load)
+    base = ctx.services.settings.endpoint
+    out = []
+    for r in rows:
+        flavor = flavors[r["flavor_id"]]
+        out.append(nova_server_view(server_view(r, flavor, vols[r["id"]]), base,
+                                    shown_specs(flavor) if flavor else {}))
+    return out
+
+
+def nova_server_view(view: dict[str, Any], base: str, extra_specs: dict[str, str] | None = None) -> dict[str, Any]:
+    """The native (Nova) ``server`` object, made from the v1 view of the same server and its flavor's
+    extra specs (``flavor.extra_specs``, microversion 2.47)."""
     pid, sid = view["tenant_id"], view["id"]
     out = {k: v for k, v in view.items() if k not in ("sys_tags", "enterprise_project_id", "os:scheduler_hints")}
     out["image"] = {"id": view["image"]["id"],
@@ -135,7 +156,8 @@ def nova_server_view(view: dict[str, Any], base: str) -> dict[str, Any]:
     flavor = view["flavor"]
     out["flavor"] = {"id": flavor["id"], "name": flavor["name"], "original_name": flavor["name"],
                      "vcpus": int(flavor["vcpus"]), "ram": int(flavor["ram"]), "disk": 0, "ephemeral": 0,
-                     "swap": 0, "links": [{"rel": "bookmark", "href": f"{base}/{pid}/flavors/{flavor['id']}"}]}
+                     "swap": 0, "extra_specs": {k: str(v) for k, v in (extra_specs or {}).items()},
+                     "links": [{"rel": "bookmark", "href": f"{base}/{pid}/flavors/{flavor['id']}"}]}
     out["addresses"] = {net: [{**a, "version": int(a["version"])} for a in items]
                         for net, items in view["addresses"].items()}
     out["os-extended-volumes:volumes_attached"] = [

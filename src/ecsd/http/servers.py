@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ecsd.domain import clock, idempotency, lifecycle
+from ecsd.domain import clock, consoles, idempotency, lifecycle
 from ecsd.domain import servers as srv
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.listing import Filters, list_page
@@ -331,6 +331,16 @@ async def volume_attachment(request: Request, ctx: Ctx) -> Response:
     raise EcsError("Ecs.0111", f"volume {request.path_params['volume_id']} is not attached to server {row['id']}")
 
 
+@endpoint()
+async def show_server_console_output(request: Request, ctx: Ctx) -> Response:
+    """``GET /v1/{project_id}/cloudservers/{server_id}/console-output?length=N``: the Huawei SDK's
+    ``show_server_console_output`` (not in the reference; the same as Nova's os-getConsoleOutput)."""
+    length = consoles.parse_length(request.query_params.get("length"))
+    output = await consoles.console_output(ctx.services.store, ctx.services.driver, ctx.ident,
+                                           request.path_params["server_id"], length)
+    return json({"output": output})
+
+
 routes = [
     Route("/v1/{project_id}/cloudservers", create_servers, methods=["POST"]),
     Route("/v1/{project_id}/cloudservers/detail", list_detail, methods=["GET"]),
@@ -340,6 +350,7 @@ routes = [
     Route("/v1/{project_id}/cloudservers/{server_id}", show_server, methods=["GET"]),
     Route("/v1/{project_id}/cloudservers/{server_id}", update_server, methods=["PUT"]),
     Route("/v1/{project_id}/cloudservers/{server_id}/block_device", block_devices, methods=["GET"]),
+    Route("/v1/{project_id}/cloudservers/{server_id}/console-output", show_server_console_output, methods=["GET"]),
     Route("/v1/{project_id}/cloudservers/{server_id}/block_device/{volume_id}", block_device, methods=["GET"]),
     Route("/v1/{project_id}/cloudservers/{server_id}/os-volume_attachments", volume_attachments, methods=["GET"]),
     Route("/v2.1/{project_id}/servers/{server_id}/os-volume_attachments", volume_attachments, methods=["GET"]),
