@@ -274,3 +274,117 @@ def test_disks_console_limits_job_keypairs_zones(world):
     _clean(keypairs)
     _clean(ecs.nova_show_keypair(NovaShowKeypairRequest(keypair_name="models-kp")))
     _clean(ecs.nova_list_availability_zones(NovaListAvailabilityZonesRequest()))
+
+
+def _job(ecs, job_id: str) -> object:
+    for _ in range(600):
+        job = ecs.show_job(ShowJobRequest(job_id=job_id))
+        if job.status in ("SUCCESS", "FAIL"):
+            _clean(job)
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not end")
+
+
+def test_every_change_answers_as_its_model_says(world):
+    """Create, stop, change OS, reinstall, start, reboot, key pairs, the Nova create/delete and versions."""
+    from huaweicloudsdkecs.v2 import (
+        BatchRebootServersRequest,
+        BatchStartServersRequest,
+        BatchStopServersRequest,
+        ChangeServerOsWithoutCloudInitRequest,
+        CreatePostPaidServersRequest,
+        DeleteServersRequest,
+        NovaCreateKeypairRequest,
+        NovaCreateServersRequest,
+        NovaDeleteKeypairRequest,
+        NovaDeleteServerRequest,
+        NovaListServerSecurityGroupsRequest,
+        NovaListVersionsRequest,
+        NovaShowVersionRequest,
+        ReinstallServerWithoutCloudInitRequest,
+    )
+    from huaweicloudsdkecs.v2 import model as m
+
+    ecs = world["ecs"]
+    created = ecs.create_post_paid_servers(CreatePostPaidServersRequest(body=m.CreatePostPaidServersRequestBody(
+        server=m.PostPaidServer(name="models-sdk", image_ref=s.UBUNTU, flavor_ref="s3.small.1", vpcid=s.VPC,
+                                nics=[m.PostPaidServerNic(subnet_id=s.SUBNET)],
+                                root_volume=m.PostPaidServerRootVolume(volumetype="SSD")))))
+    _clean(created)
+    sid = created.server_ids[0]
+    assert _job(ecs, created.job_id).status == "SUCCESS"
+    ref = [m.ServerId(id=sid)]
+    stop = ecs.batch_stop_servers(BatchStopServersRequest(body=m.BatchStopServersRequestBody(
+        os_stop=m.BatchStopServersOption(servers=ref, type="SOFT"))))
+    _clean(stop)
+    assert _job(ecs, stop.job_id).status == "SUCCESS"
+    change = ecs.change_server_os_without_cloud_init(ChangeServerOsWithoutCloudInitRequest(
+        server_id=sid, body=m.ChangeServerOsWithoutCloudInitRequestBody(
+            os_change=m.ChangeServerOsWithoutCloudInitOption(imageid=s.DEBIAN, adminpass="Secur3-Pass!"))))
+    _clean(change)
+    assert _job(ecs, change.job_id).status == "SUCCESS"
+    stop = ecs.batch_stop_servers(BatchStopServersRequest(body=m.BatchStopServersRequestBody(
+        os_stop=m.BatchStopServersOption(servers=ref, type="SOFT"))))
+    _job(ecs, stop.job_id)
+    again = ecs.reinstall_server_without_cloud_init(ReinstallServerWithoutCloudInitRequest(
+        server_id=sid, body=m.ReinstallServerWithoutCloudInitRequestBody(
+            os_reinstall=m.ReinstallServerWithoutCloudInitOption(adminpass="Secur3-Pass!"))))
+    _clean(again)
+    assert _job(ecs, again.job_id).status == "SUCCESS"
+    ud = "IyEvYmluL3NoCmVjaG8gaGkK"
+    for call, option in ((ecs.change_server_os_with_cloud_init, m.ChangeServerOsWithCloudInitOption(
+            imageid=s.UBUNTU, adminpass="Secur3-Pass!", metadata=m.ChangeSeversOsMetadata(user_data=ud))),
+                         (ecs.reinstall_server_with_cloud_init, m.ReinstallServerWithCloudInitOption(
+            adminpass="Secur3-Pass!", metadata=m.ReinstallSeverMetadata(user_data=ud)))):
+        name = type(option).__name__.replace("Option", "")
+        body_cls = getattr(m, name + "RequestBody")
+        request_cls = getattr(m, name + "Request")
+        key = "os_change" if "Change" in name else "os_reinstall"
+        stop = ecs.batch_stop_servers(BatchStopServersRequest(body=m.BatchStopServersRequestBody(
+            os_stop=m.BatchStopServersOption(servers=ref, type="SOFT"))))
+        _job(ecs, stop.job_id)
+        resp = call(request_cls(server_id=sid, body=body_cls(**{key: option})))
+        _clean(resp)
+        assert _job(ecs, resp.job_id).status == "SUCCESS"
+    renamed = ecs.batch_update_servers_name(m.BatchUpdateServersNameRequest(body=m.BatchUpdateServersNameRequestBody(
+        name="models-sdk-2", servers=ref)))
+    _clean(renamed)
+    ecs.update_server_metadata(UpdateServerMetadataRequest(server_id=sid, body=UpdateServerMetadataRequestBody(
+        metadata={"k": "v"})))
+    _clean(ecs.delete_server_metadata(m.DeleteServerMetadataRequest(server_id=sid, key="k")))
+    start = ecs.batch_start_servers(BatchStartServersRequest(body=m.BatchStartServersRequestBody(
+        os_start=m.BatchStartServersOption(servers=ref))))
+    _clean(start)
+    _job(ecs, start.job_id)
+    reboot = ecs.batch_reboot_servers(BatchRebootServersRequest(body=m.BatchRebootServersRequestBody(
+        reboot=m.BatchRebootSeversOption(servers=ref, type="SOFT"))))
+    _clean(reboot)
+    _job(ecs, reboot.job_id)
+
+    keypair = ecs.nova_create_keypair(NovaCreateKeypairRequest(body=m.NovaCreateKeypairRequestBody(
+        keypair=m.NovaCreateKeypairOption(name="models-sdk-kp"))))
+    _clean(keypair, optional={"NovaKeypair": {"deleted_at", "updated_at"}})
+    ecs.nova_delete_keypair(NovaDeleteKeypairRequest(keypair_name="models-sdk-kp"))
+
+    nova = ecs.nova_create_servers(NovaCreateServersRequest(body=m.NovaCreateServersRequestBody(
+        server=m.NovaCreateServersOption(name="models-nova", image_ref=s.UBUNTU, flavor_ref="s3.small.1",
+                                         networks=[m.NovaServerNetwork(uuid=s.SUBNET)]))))
+    _clean(nova, optional={type(nova.server).__name__: {"reservation_id"}})   # "when ECSs are created in a batch"
+    nid = nova.server.id
+    groups = ecs.nova_list_server_security_groups(NovaListServerSecurityGroupsRequest(server_id=nid))
+    # The default group's rules admit its own members: ports, protocol and range are null / {} there,
+    # as in the reference's own example.
+    rule = type(groups.security_groups[0].rules[0]).__name__
+    _clean(groups, optional={rule: {"from_port", "to_port", "ip_protocol"}, "NovaSecurityGroupCommonIpRange": {"cidr"}})
+    for _ in range(600):
+        if ecs.nova_show_server(NovaShowServerRequest(server_id=nid)).server.status == "ACTIVE":
+            break
+        time.sleep(0.05)
+    ecs.nova_delete_server(NovaDeleteServerRequest(server_id=nid))
+    deleted = ecs.delete_servers(DeleteServersRequest(body=m.DeleteServersRequestBody(
+        servers=ref, delete_volume=True)))
+    _clean(deleted)
+    assert _job(ecs, deleted.job_id).status == "SUCCESS"
+    _clean(ecs.nova_list_versions(NovaListVersionsRequest()))
+    _clean(ecs.nova_show_version(NovaShowVersionRequest(api_version="v2.1")))
