@@ -797,4 +797,5 @@ def test_a_nul_character_is_refused_not_a_500(api):
     assert_error(api.call("PUT", f"/v1/{{pid}}/cloudservers/{sid}", {"server": {"name": "x\u0000"}}), 400, "Ecs.0005")
     assert_error(api.get("/v1/{pid}/cloudservers/detail?name=%00"), 400, "Ecs.0005")
     assert_error(api.get("/v2.1/{pid}/servers?name=a%00b"), 400, "Ecs.0005")
-    assert_error(api.get(f"/v1/{{pid}}/cloudservers/{sid}%00"), 400, "Ecs.0005")
+    assert_error(api.get(f"/v1/{{pid}}/cloudservers/{sid}%00"), 404, "Common.0404")      # a path naming nothing
+    assert_error(api.get("/v2/images/a%00b"), 404, "Common.0404")

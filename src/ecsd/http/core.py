@@ -200,8 +200,12 @@ def endpoint(auth: str = "project") -> Callable[[Handler], Callable[[Request], A
         async def run(request: Request) -> Response:
             services = request.app.state.services
             try:
-                if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b""):
-                    raise invalid("the path and query must not contain NUL characters")
+                # NUL: no text column of PostgreSQL can hold it. A path with one names nothing (404);
+                # a query with one is malformed (400).
+                if "\x00" in request.url.path:
+                    raise EcsError("Common.0404", "the path contains a NUL character")
+                if b"%00" in request.scope.get("query_string", b""):
+                    raise invalid("the query must not contain NUL characters")
                 ident = None
                 if auth != "none":
                     ident = await services.auth.authenticate(request)
