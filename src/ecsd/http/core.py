@@ -202,7 +202,7 @@ def endpoint(auth: str = "project") -> Callable[[Handler], Callable[[Request], A
             try:
                 # NUL: no text column of PostgreSQL can hold it. A path with one names nothing (404);
                 # a query with one is malformed (400).
-                if "\x00" in request.url.path:
+                if "\x00" in request.scope["path"]:
                     raise EcsError("Common.0404", "the path contains a NUL character")
                 if b"%00" in request.scope.get("query_string", b""):
                     raise invalid("the query must not contain NUL characters")
