@@ -111,14 +111,18 @@ async def server_views(ctx: Ctx, rows: list[dict[str, Any]]) -> list[dict[str, A
     """The v1 views of these server rows (their disks and flavors read in one transaction)."""
     if not rows:
         return []
+    vols, flavors = await _disks_and_flavors(ctx, rows)
+    return [server_view(r, flavors[r["flavor_id"]], vols[r["id"]]) for r in rows]
 
+
+async def _disks_and_flavors(ctx: Ctx, rows: list[dict[str, Any]]) -> tuple[dict, dict]:
+    """The attached disks of these servers and their flavors, read in one transaction."""
     def load(conn):
         vols = srv.attached_volumes(conn, [r["id"] for r in rows])
         flavors = {fid: get_flavor(conn, fid) for fid in {r["flavor_id"] for r in rows}}
         return vols, flavors
 
-    vols, flavors = await ctx.services.store.read(load)
-    return [server_view(r, flavors[r["flavor_id"]], vols[r["id"]]) for r in rows]
+    return await ctx.services.store.read(load)
 
 
 def server_links(base: str, project_id: str, server_id: str) -> list[dict[str, str]]:
@@ -130,13 +134,7 @@ async def nova_server_views(ctx: Ctx, rows: list[dict[str, Any]]) -> list[dict[s
     """The Nova views of these server rows (with their flavors' extra specs, which Nova shows)."""
     if not rows:
         return []
-
-    def load(conn):
-        vols = srv.attached_volumes(conn, [r["id"] for r in rows])
-        flavors = {fid: get_flavor(conn, fid) for fid in {r["flavor_id"] for r in rows}}
-        return vols, flavors
-
-    vols, flavors = await ctx.services.store.read(load)
+    vols, flavors = await _disks_and_flavors(ctx, rows)
     base = ctx.services.settings.endpoint
     out = []
     for r in rows:
