@@ -7,24 +7,12 @@ import socket
 from dataclasses import dataclass, field
 
 from ecsd.domain.logins import LoginPolicy
+from ecsd.envvars import number
 
 
 def default_data_dir() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "ecsd")
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise SystemExit(f"{name} must be a number of seconds, not {raw!r}") from exc
-    if value < 0:
-        raise SystemExit(f"{name} must not be negative")
-    return value
 
 
 @dataclass
@@ -36,22 +24,22 @@ class Settings:
     driver: str = "simulated"
     # Seconds the simulated driver spends on each step (ECSD_SIM_DELAY). About 0.3 s per step makes
     # a change OS take 1-3 s, so that polling clients see RUNNING as they would on the cloud.
-    sim_delay: float = field(default_factory=lambda: _env_float("ECSD_SIM_DELAY", 0.3))
+    sim_delay: float = field(default_factory=lambda: number("ECSD_SIM_DELAY", 0.3))
     run_worker: bool = True
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    lease_seconds: float = field(default_factory=lambda: _env_float("ECSD_LEASE_SECONDS", 15.0))
+    lease_seconds: float = field(default_factory=lambda: number("ECSD_LEASE_SECONDS", 15.0))
     max_inflight_jobs: int = 10000
     # Seconds between power-state sweeps (ECSD_POWER_SYNC_INTERVAL): servers whose machine stopped on
     # its own become SHUTOFF (domain/power_sync.py). 0 turns the sweep off.
-    power_sync_interval: float = field(default_factory=lambda: _env_float("ECSD_POWER_SYNC_INTERVAL", 10.0))
+    power_sync_interval: float = field(default_factory=lambda: number("ECSD_POWER_SYNC_INTERVAL", 10.0))
     # Seconds between WAL checkpoints that truncate SQLite's WAL (ECSD_WAL_CHECKPOINT_INTERVAL; 0: off),
     # so that overwritten content (a finished job's secrets) leaves the files (docs/security.md).
-    wal_checkpoint_interval: float = field(default_factory=lambda: _env_float("ECSD_WAL_CHECKPOINT_INTERVAL", 30.0))
+    wal_checkpoint_interval: float = field(default_factory=lambda: number("ECSD_WAL_CHECKPOINT_INTERVAL", 30.0))
     token_ttl: float = 24 * 3600.0
     # Failed-login throttling per user and per client address (ECSD_LOCKOUT_*, ECSD_LOGIN_*; domain/logins.py).
     login_policy: LoginPolicy = field(default_factory=LoginPolicy.from_env)
     # Threads that hash passwords off the event loop (ECSD_PASSWORD_HASH_THREADS; 0: half the cores, 1-4).
-    password_hash_threads: int = field(default_factory=lambda: int(_env_float("ECSD_PASSWORD_HASH_THREADS", 0)))
+    password_hash_threads: int = field(default_factory=lambda: number("ECSD_PASSWORD_HASH_THREADS", 0, int))
     max_body_bytes: int = 256 * 1024
     # The URL this service tells clients to use (token catalog). None: http://host:port
     public_url: str | None = None

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,24 +33,12 @@ from sqlalchemy.engine import Connection
 from ecsd.domain import clock, identity
 from ecsd.domain.errors import EcsError
 from ecsd.domain.passwords import DUMMY_HASH, PasswordHasher
+from ecsd.envvars import number
 from ecsd.store.schema import domains, users
 
 log = logging.getLogger("ecsd.logins")
 
 WRONG = "The username or password is wrong."
-
-
-def _env_number(name: str, default: float, kind: type = float) -> Any:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be a {'whole ' if kind is int else ''}number, not {raw!r}") from None
-    if value < 0:
-        raise SystemExit(f"{name} must not be negative")
-    return value
 
 
 @dataclass(frozen=True)
@@ -67,12 +54,12 @@ class LoginPolicy:
 
     @classmethod
     def from_env(cls) -> LoginPolicy:
-        return cls(attempts=_env_number("ECSD_LOCKOUT_FAILURE_ATTEMPTS", cls.attempts, int),
-                   window=_env_number("ECSD_LOCKOUT_FAILURE_WINDOW", cls.window),
-                   duration=_env_number("ECSD_LOCKOUT_DURATION", cls.duration),
-                   address_limit=_env_number("ECSD_LOGIN_ADDRESS_LIMIT", cls.address_limit, int),
-                   address_window=_env_number("ECSD_LOGIN_ADDRESS_WINDOW", cls.address_window),
-                   failure_floor=_env_number("ECSD_LOGIN_FAILURE_FLOOR", cls.failure_floor))
+        return cls(attempts=number("ECSD_LOCKOUT_FAILURE_ATTEMPTS", cls.attempts, int),
+                   window=number("ECSD_LOCKOUT_FAILURE_WINDOW", cls.window),
+                   duration=number("ECSD_LOCKOUT_DURATION", cls.duration),
+                   address_limit=number("ECSD_LOGIN_ADDRESS_LIMIT", cls.address_limit, int),
+                   address_window=number("ECSD_LOGIN_ADDRESS_WINDOW", cls.address_window),
+                   failure_floor=number("ECSD_LOGIN_FAILURE_FLOOR", cls.failure_floor))
 
 
 @dataclass(frozen=True)

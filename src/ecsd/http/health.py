@@ -10,6 +10,7 @@ transaction that takes no write lock, shared by concurrent probes (store/db.py: 
 
 from __future__ import annotations
 
+import functools
 import time
 
 from starlette.requests import Request
@@ -19,14 +20,11 @@ from starlette.routing import Route
 from ecsd.http.core import json
 from ecsd.store import migrate
 
-_HEAD: list[str] = []
 
-
+@functools.cache
 def schema_head() -> str:
     """The schema revision this code expects (read once, at start-up: it reads the migration scripts)."""
-    if not _HEAD:
-        _HEAD.append(migrate.head_revision())
-    return _HEAD[0]
+    return migrate.head_revision()
 
 
 async def healthz(request: Request) -> Response:

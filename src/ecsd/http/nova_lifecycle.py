@@ -14,7 +14,8 @@ password) and a ``Location`` header, or ``{"reservation_id"}`` when asked. Nova 
 ecsd's VPC/subnet model in ``domain/nics.py``; block devices in ``lifecycle.nova_disks``. Update runs
 ``lifecycle.update_server`` and answers 200 with the Nova view; delete is a batch delete of one (204).
 Errors keep the ECS body (``{"error": {"code", "message"}}``) and the catalogue's codes. Handlers are
-named after the Huawei SDK's operations (``nova_create_servers``, ``nova_delete_server``, ...).
+named after the Huawei SDK's operations (``nova_create_servers``, ``nova_delete_server``, ...). NUL
+characters are refused for every API by ``http.core.read_json``.
 Like the v1 create, the create ignores fields it does not model; the fields it models are typed
 strictly, except that counts, sizes and flags may also come as the strings the reference's examples send.
 """
@@ -51,13 +52,6 @@ def _bool_like(v: Any) -> Any:
     return v
 
 
-def _no_nul(v: Any) -> Any:
-    """PostgreSQL cannot store NUL in text: such a string is a malformed parameter (Ecs.0005), not a 500."""
-    if isinstance(v, str) and "\x00" in v:
-        raise ValueError("must not contain NUL characters")
-    return v
-
-
 def _ref(v: str) -> str:
     """An id, or a URL ending in it (imageRef, flavorRef)."""
     return v.rstrip("/").rsplit("/", 1)[-1] if "/" in v else v
@@ -70,7 +64,6 @@ class Network(BaseModel):
     uuid: str | None = None
     port: str | None = None
     fixed_ip: str | None = None
-    _text = field_validator("fixed_ip")(classmethod(lambda cls, v: _no_nul(v)))
 
     @field_validator("uuid", "port")
     @classmethod
@@ -100,13 +93,11 @@ class Device(BaseModel):
 
     _ints = field_validator("volume_size", "boot_index", mode="before")(classmethod(lambda cls, v: _int_like(v)))
     _bool = field_validator("delete_on_termination", mode="before")(classmethod(lambda cls, v: _bool_like(v)))
-    _text = field_validator("uuid", "volume_type")(classmethod(lambda cls, v: _no_nul(v)))
 
 
 class Group(BaseModel):
     model_config = _LAX
     name: str = Field(min_length=1, max_length=255)
-    _text = field_validator("name")(classmethod(lambda cls, v: _no_nul(v)))
 
 
 class NovaServer(BaseModel):
@@ -130,8 +121,6 @@ class NovaServer(BaseModel):
 
     _ints = field_validator("min_count", "max_count", mode="before")(classmethod(lambda cls, v: _int_like(v)))
     _bool = field_validator("return_reservation_id", mode="before")(classmethod(lambda cls, v: _bool_like(v)))
-    _text = field_validator("name", "flavorRef", "imageRef", "key_name", "adminPass", "user_data",
-                            "availability_zone", "description")(classmethod(lambda cls, v: _no_nul(v)))
 
     @field_validator("networks")
     @classmethod
@@ -204,7 +193,6 @@ class Update(BaseModel):
     model_config = _STRICT
     name: str | None = None
     description: str | None = None
-    _text = field_validator("name", "description")(classmethod(lambda cls, v: _no_nul(v)))
 
 
 class UpdateBody(BaseModel):

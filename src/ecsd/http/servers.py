@@ -175,12 +175,8 @@ class RenameBody(BaseModel):
 @endpoint()
 async def update_server(request: Request, ctx: Ctx) -> Response:
     body = parse(RenameBody, await read_json(request, ctx.services.settings.max_body_bytes)).server
-    if body.name is not None:
-        lifecycle.check_name(body.name)
-    if body.description is not None:
-        lifecycle.check_description(body.description)
-    row = await ctx.services.store.run(srv.update_details, ctx.ident.project_id, request.path_params["server_id"],
-                                       body.name, body.description)
+    row = await ctx.services.store.run(lifecycle.update_server, ctx.ident.project_id,
+                                       request.path_params["server_id"], body.name, body.description)
     view = (await server_views(ctx, [row]))[0]
     return json({"server": update_view(view, ctx.services.settings.endpoint)})
 

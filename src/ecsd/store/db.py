@@ -210,7 +210,12 @@ class Store:
                 self._pool, functools.partial(self.run_sync, fn, *args, **kwargs))
         batch = self._batch
         if batch is None:
-            batch = await self._begin_waiting(lambda: self._batch or self._open_batch())
+            try:
+                batch = self._open_batch()
+            except Exception as exc:
+                if not _is_busy(exc):
+                    raise
+                batch = await self._begin_waiting(lambda: self._batch or self._open_batch())
         batch.raw.execute("SAVEPOINT ecsd_call")
         try:
             result = fn(batch.conn, *args, **kwargs)
@@ -260,32 +265,29 @@ class Store:
         it and answers after its commit, so it never reports what is not yet durable."""
         if self._pool is not None:
             return await self.run(fn, *args, **kwargs)
-        loop = asyncio.get_running_loop()
-        deadline = None
-        delay = 0.001
-        while True:
+        def begin_read() -> tuple[_Batch | None, Any]:
             batch = self._batch
             if batch is not None:
-                result = fn(batch.conn, *args, **kwargs)
-                await asyncio.shield(batch.done)
-                return result
+                return batch, None
             conn = self._conn()
             conn.info[READ_ONLY] = True
             try:
-                tx = conn.begin()
-            except Exception as exc:   # WAL readers are rarely refused (recovery, checkpoint): wait, asleep
-                if not _is_busy(exc):
-                    raise
-                deadline = deadline or loop.time() + WRITE_LOCK_WAIT
-                if loop.time() >= deadline:
-                    raise StoreBusy(f"the database stayed locked for {WRITE_LOCK_WAIT:g} s") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.05)
-                continue
+                return None, conn.begin()
             finally:
                 conn.info[READ_ONLY] = False
-            with tx:
-                return fn(conn, *args, **kwargs)
+
+        try:
+            batch, tx = begin_read()
+        except Exception as exc:   # WAL readers are rarely refused (recovery, checkpoint): wait, asleep
+            if not _is_busy(exc):
+                raise
+            batch, tx = await self._begin_waiting(begin_read)
+        if batch is not None:
+            result = fn(batch.conn, *args, **kwargs)
+            await asyncio.shield(batch.done)
+            return result
+        with tx:
+            return fn(tx.connection, *args, **kwargs)
 
     def ping_sync(self) -> str | None:
         """A fresh connection from the pool answers, in a transaction that takes no write lock.
