@@ -60,7 +60,13 @@ EXTRA_PURPOSE = {
     "/v1/{project_id}/cloudservers/{server_id}/console-output":
         "console output (the Huawei SDK's show_server_console_output)",
     "/healthz": "liveness", "/readyz": "readiness (database)", "/": "compute API versions",
-    "/v1": "ECS API version", "/v2.1": "compute API version and microversions",
+    "/v1": "ECS API version", "/openapi.json": "the OpenAPI document of every route",
+    "/_ecsd": "emulator: what is set (docs/testing-with-ecsd.md)", "/_ecsd/reset": "emulator: reset",
+    "/_ecsd/snapshots": "emulator: snapshots", "/_ecsd/snapshots/{name}": "emulator: take or delete a snapshot",
+    "/_ecsd/snapshots/{name}/restore": "emulator: restore a snapshot", "/_ecsd/seed": "emulator: seed",
+    "/_ecsd/faults": "emulator: fault injection", "/_ecsd/holds": "emulator: holds",
+    "/_ecsd/step-delay": "emulator: the simulated step delay", "/_ecsd/requests": "emulator: the request log",
+    "/_ecsd/servers/{server_id}/power-off": "emulator: the guest stops on its own", "/v2.1": "compute API version and microversions",
 }
 
 
@@ -97,7 +103,8 @@ def app_routes() -> dict[tuple[str, str], str]:
     app = create_app(Settings(data_dir="/nonexistent-not-started"))
     out = {}
     for route in app.routes:
-        for method in sorted(route.methods or ()):
+        # an emulator route takes every method (so that a stranger gets 404 for all); it serves these
+        for method in sorted(getattr(route, "emulator_handlers", None) or route.methods or ()):
             if method != "HEAD":
                 out[(method, norm(route.path))] = route.path
     return out
@@ -134,7 +141,8 @@ def render(ref: str) -> str:
         lines += [f"## {section}", "", "| status | endpoint | reference page | notes |", "| --- | --- | --- | --- |",
                   *by_section[section], ""]
     lines += ["## Beyond the ECS reference", "",
-              "Served because clients need them (IAM, IMS, Glance) or operators do (health).", "",
+              ("Served because clients need them (IAM, IMS, Glance), operators do (health, the OpenAPI "
+               "document) or test suites do (the emulator controls under `/_ecsd/`, operator token only)."), "",
               "| endpoint | purpose |", "| --- | --- |"]
     for (method, key), path in sorted(routes.items(), key=lambda kv: (kv[1], kv[0][0])):
         if (method, key) not in seen:

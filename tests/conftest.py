@@ -16,7 +16,7 @@ from tests.support import Api
 @pytest.fixture(scope="session")
 def template(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("template"))
-    settings = Settings(data_dir=data_dir, sim_delay=0.0)
+    settings = Settings(data_dir=data_dir, sim_delay=0.0, fault_images=True)   # the tests use the fault images
     store, creds = prepare_store(settings)
     store.close()
     assert creds is not None
@@ -111,6 +111,7 @@ def _postgres_settings(data_dir: str, template: tuple[str, dict], pg: tuple[str,
     from sqlalchemy import text
 
     from ecsd.domain import seed
+    from ecsd.emulator import state as emulator_state
     from ecsd.store.db import Store
     from ecsd.store.schema import access_keys, metadata
 
@@ -127,9 +128,10 @@ def _postgres_settings(data_dir: str, template: tuple[str, dict], pg: tuple[str,
         tables = ", ".join(t.name for t in metadata.sorted_tables)
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         _copy_demo_tenant(conn, creds, password_hash)
-        seed.seed_catalogue(conn)
+        seed.seed_catalogue(conn, fault_images=True)
         for row in demo_keys:
             conn.execute(access_keys.insert().values(**row))
+        emulator_state.keep_initial(conn)      # what the emulator's reset returns to, as on a first start
     store.close()
     yield Settings(data_dir=data_dir, database_url=url, sim_delay=0.0, worker_name="test-worker",
                    lease_seconds=5.0, secret_key=secret_key)

@@ -68,7 +68,7 @@ def start_ecsd(data_dir: str, env: dict[str, str] | None = None) -> EcsdServer:
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ecsd", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--data-dir", data_dir],
+             "--data-dir", data_dir, "--fault-images"],  # the fault images: failure paths
             env={**os.environ, "ECSD_SIM_DELAY": "0", **(env or {})},
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     creds_path = os.path.join(data_dir, "credentials.json")

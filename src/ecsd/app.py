@@ -26,9 +26,16 @@ from ecsd.domain.errors import EcsError
 from ecsd.domain.jobtypes import all_job_types
 from ecsd.domain.passwords import PasswordHasher
 from ecsd.drivers.simulated import SimulatedDriver
+from ecsd.emulator import seedfile
+from ecsd.emulator import state as emulator_state
+from ecsd.emulator.controls import Controls, operator_token
+from ecsd.emulator.requests import RequestLog, RequestLogMiddleware
+from ecsd.emulator.service import Emulator
 from ecsd.engine.engine import Engine
+from ecsd.envvars import number
 from ecsd.http import (
     changeos,
+    emulator,
     flavors,
     health,
     identity,
@@ -40,6 +47,7 @@ from ecsd.http import (
     nics,
     nova,
     nova_lifecycle,
+    openapi,
     servers,
     versions,
 )
@@ -69,6 +77,7 @@ class Services:
     driver: Any
     engine: Engine
     logins: logins.Logins
+    emulator: Emulator | None = None       # the controls under /_ecsd/ (simulated driver only)
 
     def submitted(self) -> None:
         """Called after a transaction that inserted jobs has committed."""
@@ -88,6 +97,8 @@ def make_driver(settings: Settings) -> Any:
 
 def prepare_store(settings: Settings) -> tuple[Store, dict | None]:
     """Open, migrate and (first start only) seed the database. Returns the new credentials, if any."""
+    if settings.seed_file and settings.driver != "simulated":
+        raise SystemExit("a seed file writes servers as if they ran: it needs the simulated driver")
     if settings.database_url is None:
         os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
         mode = os.stat(settings.data_dir).st_mode & 0o777
@@ -116,7 +127,13 @@ def prepare_store(settings: Settings) -> tuple[Store, dict | None]:
                       "until the key they were created with is restored",
                       "ECSD_SECRET_KEY" if settings.secret_key else settings.secret_key_file)
         if settings.seed_demo and not seed.is_seeded(conn):
-            creds = seed.seed_demo(conn, settings.region, box)
+            creds = seed.seed_demo(conn, settings.region, box, settings.fault_images)
+            if settings.seed_file:       # the first start only: its state is what a reset returns to
+                creds["seeded"] = seedfile.apply(conn, seedfile.load_file(settings.seed_file), box)
+        elif settings.fault_images:
+            seed.ensure_fault_images(conn)
+        if creds is not None and settings.emulator_enabled:
+            emulator_state.keep_initial(conn)      # the first start's state: what POST /_ecsd/reset returns to
     return store, creds
 
 
@@ -125,9 +142,24 @@ def write_credentials(settings: Settings, creds: dict) -> str:
     os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        stdjson.dump({**creds, "auth_url": f"{settings.endpoint}/v3", "endpoint": settings.endpoint}, fh, indent=2)
+        stdjson.dump({**creds, "auth_url": f"{settings.endpoint}/v3", "endpoint": settings.endpoint,
+                  **operator_credentials(settings)}, fh, indent=2)
     os.chmod(path, 0o600)
     return path
+
+
+def make_emulator(settings: Settings, engine: Engine, driver: Any, log: RequestLog | None) -> Emulator | None:
+    if log is None:
+        return None
+    token = settings.operator_token or operator_token(access_keys.raw_secret_key(settings))
+    return Emulator(Controls(engine, driver, settings.sim_delay), log, token)
+
+
+def operator_credentials(settings: Settings) -> dict:
+    """What credentials.json adds for the emulator: the operator token (docs/testing-with-ecsd.md)."""
+    if not settings.emulator_enabled:
+        return {}
+    return {"operator_token": settings.operator_token or operator_token(access_keys.raw_secret_key(settings))}
 
 
 def settle_heap() -> None:
@@ -152,7 +184,8 @@ def create_app(settings: Settings) -> Starlette:
                         lease_seconds=settings.lease_seconds, max_inflight=settings.max_inflight_jobs)
         hasher = PasswordHasher(settings.password_hash_threads or None)
         app.state.services = Services(settings, store, Authenticator(store), driver, engine,
-                                      logins.Logins(store, settings.login_policy, hasher, settings.token_ttl))
+                                      logins.Logins(store, settings.login_policy, hasher, settings.token_ttl),
+                                      make_emulator(settings, engine, driver, request_log))
         background = [asyncio.create_task(store.keep_wal_short(settings.wal_checkpoint_interval))]
         if settings.run_worker:
             await driver.recover()       # what a killed process left on the host, before its jobs resume
@@ -171,14 +204,18 @@ def create_app(settings: Settings) -> Starlette:
             hasher.close()
             store.close()
 
+    # The request log records from the first request (emulator/requests.py); only with the emulator.
+    request_log = RequestLog(int(number("ECSD_REQUEST_LOG_SIZE", 1000, int))) if settings.emulator_enabled else None
     routes = []
     # limits before servers: /cloudservers/limits is not a server id
     for module in (health, versions, identity, images, flavors, keypairs, limits, servers, nova, metadata, nics,
-                   changeos, jobs, nova_lifecycle):
+                   changeos, jobs, nova_lifecycle, openapi, emulator):
         routes.extend(module.routes)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         EcsError: on_ecs_error, HTTPException: on_http_exception, ClientDisconnect: on_client_disconnect,
         StoreBusy: on_store_busy, Exception: on_unexpected})
     app.router = IndexedRouter(routes, lifespan=lifespan)    # same routes, fewer regexes tried per request
+    if request_log is not None:
+        app.add_middleware(RequestLogMiddleware, log=request_log)      # inside: it sees the request id
     app.add_middleware(RequestIdMiddleware)
     return app

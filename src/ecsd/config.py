@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass, field
 
 from ecsd.domain.logins import LoginPolicy
-from ecsd.envvars import number
+from ecsd.envvars import flag, number
 
 
 def default_data_dir() -> str:
@@ -45,6 +45,17 @@ class Settings:
     public_url: str | None = None
     region: str = "eu-de"
     seed_demo: bool = True
+    # The two fault images in the public catalogue (ECSD_FAULT_IMAGES; domain/seed.py: FAULT_IMAGES).
+    fault_images: bool = field(default_factory=lambda: flag("ECSD_FAULT_IMAGES"))
+    # A seed file (JSON or YAML, emulator/seedfile.py) applied on the first start (ECSD_SEED).
+    seed_file: str | None = field(default_factory=lambda: os.environ.get("ECSD_SEED") or None)
+    # The emulator controls under /_ecsd/ (http/emulator.py): with the simulated driver only
+    # (ECSD_EMULATOR=0 turns them off), for the operator token only.
+    emulator: bool = field(default_factory=lambda: flag("ECSD_EMULATOR", True))
+    # The operator token (ECSD_OPERATOR_TOKEN). None: derived from the secret key, so that every
+    # process sharing one database and key agrees (emulator/controls.py: operator_token).
+    operator_token: str | None = field(default_factory=lambda: os.environ.get("ECSD_OPERATOR_TOKEN") or None,
+                                       repr=False)
     # The Fernet key that encrypts stored secret access keys (ECSD_SECRET_KEY). None: the key file
     # DATA_DIR/secret.key, created on first need. Processes sharing one PostgreSQL database must all
     # get the same key, so set ECSD_SECRET_KEY there. Kept out of repr() so that it never reaches a log.
@@ -56,6 +67,10 @@ class Settings:
         from ecsd.store.db import sqlite_url
 
         return self.database_url or sqlite_url(self.data_dir)
+
+    @property
+    def emulator_enabled(self) -> bool:
+        return self.emulator and self.driver == "simulated"
 
     @property
     def secret_key_file(self) -> str:

@@ -19,3 +19,15 @@ def number(name: str, default: Any, kind: type = float) -> Any:
     if value < 0:
         raise SystemExit(f"{name} must not be negative")
     return value
+
+
+def flag(name: str, default: bool = False) -> bool:
+    """``ECSD_X=1/true/yes/on`` or ``0/false/no/off``; ``default`` when unset or empty."""
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"{name} must be 1 or 0 (true/false, yes/no, on/off), not {raw!r}")

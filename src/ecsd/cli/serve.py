@@ -1,4 +1,5 @@
-"""``ecsd serve``, ``ecsd worker`` and ``ecsd db upgrade``: running the service and its database."""
+"""``ecsd serve``, ``ecsd worker``, ``ecsd db upgrade`` and ``ecsd operator-token``: running the service,
+its database and its emulator controls."""
 
 from __future__ import annotations
 
@@ -25,7 +26,16 @@ from ecsd.config import Settings
 @click.option("--no-worker", is_flag=True, help="Serve the API only; jobs run in `ecsd worker` processes.")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(host, port, data_dir, database_url, driver, no_worker, log_level) -> None:
+@click.option("--seed", "seed_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="A seed file (JSON or YAML: projects, users, images, key pairs, servers) applied on the "
+                   "first start [env ECSD_SEED] (docs/testing-with-ecsd.md).")
+@click.option("--fault-images", is_flag=True, default=None,
+              help="Put the two fault-injection images in the public catalogue [env ECSD_FAULT_IMAGES].")
+@click.option("--emulator/--no-emulator", default=None,
+              help="Serve the emulator controls under /_ecsd/ to the operator token (simulated driver only; "
+                   "on by default) [env ECSD_EMULATOR].")
+def serve(host, port, data_dir, database_url, driver, no_worker, log_level, seed_file, fault_images,
+          emulator) -> None:
     """Run the API (and, unless --no-worker, the job worker) on HOST:PORT.
 
     Secret access keys are stored encrypted with the key in DATA_DIR/secret.key (made at first
@@ -37,7 +47,8 @@ def serve(host, port, data_dir, database_url, driver, no_worker, log_level) -> N
     from ecsd.app import create_app, prepare_store, write_credentials
     from ecsd.http.server import HttpLimits, fit_to_fd_limit, protocol_class
 
-    settings = _settings(data_dir, database_url, host=host, port=port, driver=driver)
+    settings = _settings(data_dir, database_url, host=host, port=port, driver=driver, seed_file=seed_file,
+                         fault_images=fault_images, emulator=emulator)
     settings.run_worker = not no_worker
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store, creds = prepare_store(settings)
@@ -48,7 +59,8 @@ def serve(host, port, data_dir, database_url, driver, no_worker, log_level) -> N
         _print_quickstart(settings, creds)
     click.echo(f"ecsd {__version__} listening on {settings.endpoint} "
                f"(database: {'PostgreSQL' if settings.database_url else settings.url[len('sqlite:///'):]}, "
-               f"driver: {settings.driver}, worker: {'on' if settings.run_worker else 'off'})")
+               f"driver: {settings.driver}, worker: {'on' if settings.run_worker else 'off'}"
+               f"{', emulator controls: /_ecsd/' if settings.emulator_enabled else ''})")
     sys.stdout.flush()
     # The standard asyncio loop, not uvloop: under uvloop a connection among 32 that receive large
     # responses (a 210 KB server list page) kept missing its turn (p99 50-64 ms against 28-37 ms), and
@@ -129,3 +141,21 @@ def db_upgrade(data_dir, database_url) -> None:
     applied = migrate.upgrade(store.engine)
     click.echo(f"schema at {migrate.current_revision(store.engine)}" + (" (upgraded)" if applied else ""))
     store.close()
+
+
+@main.command("operator-token")
+@_data_dir
+def operator_token_command(data_dir) -> None:
+    """Print the operator token of the emulator controls under /_ecsd/ (docs/testing-with-ecsd.md).
+
+    It is derived from the secret key (ECSD_SECRET_KEY, else DATA_DIR/secret.key), unless
+    ECSD_OPERATOR_TOKEN sets it. Whoever holds it can reset the installation: keep it like the key.
+    """
+    from ecsd.app import operator_credentials
+
+    settings = _settings(data_dir, None)
+    if not settings.emulator:
+        raise click.ClickException("the emulator controls are off (ECSD_EMULATOR=0)")
+    if settings.operator_token is None and not (settings.secret_key or os.path.exists(settings.secret_key_file)):
+        raise click.ClickException(f"no secret key in {settings.data_dir}: start `ecsd serve` once first")
+    click.echo(operator_credentials(settings)["operator_token"])

@@ -49,8 +49,15 @@ class SecretKeyError(Exception):
 def secret_box(settings) -> Fernet:
     """The Fernet that encrypts SKs: from ``settings.secret_key`` (ECSD_SECRET_KEY) or the key file."""
     if settings.secret_key:
-        return _fernet(settings.secret_key.strip().encode("ascii", "replace"), "ECSD_SECRET_KEY")
-    return _fernet(_key_file(settings.secret_key_file), settings.secret_key_file)
+        return _fernet(raw_secret_key(settings), "ECSD_SECRET_KEY")
+    return _fernet(raw_secret_key(settings), settings.secret_key_file)
+
+
+def raw_secret_key(settings) -> bytes:
+    """The installation's secret key as configured (ECSD_SECRET_KEY, else the key file, made if absent)."""
+    if settings.secret_key:
+        return settings.secret_key.strip().encode("ascii", "replace")
+    return _key_file(settings.secret_key_file)
 
 
 def _fernet(key: bytes, source: str) -> Fernet:

@@ -6,12 +6,16 @@ message come from the reference's catalogue (``error_catalogue.py``).
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from ecsd.domain.error_catalogue import CATALOGUE
 
 # Codes the reference does not list but a production service still needs (decisions.md, "Errors").
 EXTRA: dict[str, tuple[int, str]] = {
     "Common.0404": (404, "The requested resource does not exist."),
     "Common.0405": (405, "The request method is not allowed for this resource."),
+    # The emulator controls' conflicts (emulator/state.py): a snapshot that cannot be kept or restored.
+    "Common.0409": (409, "The request conflicts with the current state."),
     # Refused by the HTTP server before the application runs (http/server.py, docs/security.md).
     "Common.0400": (400, "The HTTP request is malformed."),
     "Common.0408": (408, "The request was not received in time."),
@@ -46,3 +50,10 @@ class EcsError(Exception):
 def invalid(detail: str) -> EcsError:
     """Ecs.0005, the reference's code for every malformed or out-of-range parameter."""
     return EcsError("Ecs.0005", detail)
+
+
+def invalid_model(exc: ValidationError, where_default: str = "body") -> EcsError:
+    """Ecs.0005 for the first problem pydantic found: ``loc.path: message``."""
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or where_default
+    return invalid(f"{where}: {first.get('msg', 'invalid value')}")

@@ -47,10 +47,13 @@ def create_domain(conn: Connection, name: str) -> str:
     return domain_id
 
 
-def create_user(conn: Connection, domain_id: str, name: str, password: str) -> str:
+def create_user(conn: Connection, domain_id: str, name: str, password: str | None,
+                *, password_hash: str | None = None) -> str:
+    """A new user; ``password_hash`` instead of ``password`` when it was hashed off the event loop."""
     user_id = clock.new_hex_id()
     conn.execute(users.insert().values(id=user_id, domain_id=domain_id, name=name,
-                                       password_hash=hash_password(password), created_at=clock.now()))
+                                       password_hash=password_hash or hash_password(password or ""),
+                                       created_at=clock.now()))
     return user_id
 
 

@@ -317,3 +317,8 @@ def list_servers_after(conn: Connection, project_id: str, limit: int, marker: st
     rows = conn.execute(select(servers).where(and_(*cond))
                         .order_by(servers.c.created_at.desc(), sid.desc()).limit(limit + 1)).all()
     return [decode(r) for r in rows[:limit]], len(rows) > limit
+
+
+def forget(engine: Engine) -> None:
+    """Drop every kept listing order of this database (the emulator replaced its rows)."""
+    _ORDERS.pop(engine, None)

@@ -89,6 +89,9 @@ class AddressThrottle:
         self.window = window
         self._seen: dict[str, tuple[float, int]] = {}     # address -> (window start, failures)
 
+    def clear(self) -> None:
+        self._seen.clear()
+
     def check(self, address: str, now: float) -> None:
         """Raise 429 APIGW.0308 (with the seconds to wait) when ``address`` used up its failures."""
         if self.limit <= 0:

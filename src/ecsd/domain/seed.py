@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from ecsd.domain import access_keys, clock, identity
-from ecsd.drivers.simulated import FAULT_KEY
+from ecsd.drivers.base import FAULT_KEY
 from ecsd.store.schema import flavors, images, settings
 
 _NS = uuid.UUID("6f1c0c52-5a0e-4b8e-9d51-ec5d00000000")
@@ -45,7 +45,13 @@ _IMAGES = [
      "queued", "FusionCompute", {}),
     ("Data_Disk_Image_100GB", "Other", "Other", "Data disk image", 100, 0, "bios", False,
      "active", "DataImage", {}),
-    # Simulated faults, so that failing jobs are reachable through the public API (decisions.md).
+]
+
+# Simulated faults, so that failing jobs are reachable through the public API (decisions.md). Not in
+# the default catalogue, where a client taking "the first public image" would get a server that
+# fails: ``ecsd serve --fault-images`` (ECSD_FAULT_IMAGES=1) or a seed file brings them
+# (docs/testing-with-ecsd.md); the emulator's fault injection needs no image at all.
+FAULT_IMAGES = [
     ("Test_Faulty_Image_disk_creation", "Linux", "Other", "Fault injection: system disk creation fails",
      10, 0, "bios", False, "active", "FusionCompute", {FAULT_KEY: "create_disk"}),
     ("Test_Faulty_Image_boot", "Linux", "Other", "Fault injection: the server does not start",
@@ -65,16 +71,23 @@ _FLAVORS = [
 ]
 
 
-def seed_catalogue(conn: Connection) -> None:
+def image_row(name: str, os_type: str, platform: str, os_version: str, min_disk: int, min_ram: int,
+              firmware: str, cloudinit: bool, status: str, env: str, extra: dict, *, image: str | None = None,
+              visibility: str = "public", owner: str | None = None) -> dict:
+    """An ``images`` row as the catalogue and seed files (emulator/seedfile.py) register them."""
     now = clock.now()
-    for (name, os_type, platform, os_version, min_disk, min_ram, firmware, cloudinit, status, env,
-         extra) in _IMAGES:
-        conn.execute(images.insert().values(
-            id=image_id(name), name=name, status=status, visibility="public", owner=None, imagetype="gold",
-            os_type=os_type, os_bit="64", platform=platform, os_version=os_version, min_disk=min_disk,
-            min_ram=min_ram, disk_format="zvhd2" if env == "FusionCompute" else "raw",
-            size=min_disk * 1024**3 // 8, virtual_env_type=env, hw_firmware_type=firmware, support_kvm=True,
-            cloudinit=cloudinit, properties=orjson.dumps(extra).decode(), created_at=now, updated_at=now))
+    return {
+        "id": image or image_id(name), "name": name, "status": status, "visibility": visibility, "owner": owner,
+        "imagetype": "gold" if visibility == "public" else "private", "os_type": os_type, "os_bit": "64",
+        "platform": platform, "os_version": os_version, "min_disk": min_disk, "min_ram": min_ram,
+        "disk_format": "zvhd2" if env == "FusionCompute" else "raw", "size": min_disk * 1024**3 // 8,
+        "virtual_env_type": env, "hw_firmware_type": firmware, "support_kvm": True, "cloudinit": cloudinit,
+        "properties": orjson.dumps(extra).decode(), "created_at": now, "updated_at": now}
+
+
+def seed_catalogue(conn: Connection, fault_images: bool = False) -> None:
+    for image in _IMAGES + (FAULT_IMAGES if fault_images else []):
+        conn.execute(images.insert().values(**image_row(*image)))
     for fid, vcpus, ram, perf in _FLAVORS:
         conn.execute(flavors.insert().values(
             id=fid, name=fid, vcpus=vcpus, ram=ram, disk=0, extra_specs=orjson.dumps({
@@ -85,11 +98,19 @@ def seed_catalogue(conn: Connection) -> None:
             }).decode()))
 
 
+def ensure_fault_images(conn: Connection) -> None:
+    """The fault images, added to a catalogue that lacks them (``--fault-images`` on an existing database)."""
+    have = {r[0] for r in conn.execute(select(images.c.id))}
+    for image in FAULT_IMAGES:
+        if image_id(image[0]) not in have:
+            conn.execute(images.insert().values(**image_row(*image)))
+
+
 def is_seeded(conn: Connection) -> bool:
     return conn.execute(select(settings.c.value).where(settings.c.key == "seeded")).first() is not None
 
 
-def seed_demo(conn: Connection, region: str, box: Fernet | None = None) -> dict:
+def seed_demo(conn: Connection, region: str, box: Fernet | None = None, fault_images: bool = False) -> dict:
     """The demo domain, user and project, plus the catalogue. Returns the credentials to hand out.
 
     With ``box`` (the SK encryption key) the demo user also gets an access key, whose ``ak``/``sk``
@@ -100,7 +121,7 @@ def seed_demo(conn: Connection, region: str, box: Fernet | None = None) -> dict:
     user_id = identity.create_user(conn, domain_id, "demo", password)
     project_id = identity.create_project(conn, domain_id, region, "demo project")
     identity.add_member(conn, user_id, project_id)
-    seed_catalogue(conn)
+    seed_catalogue(conn, fault_images)
     conn.execute(settings.insert().values(key="seeded", value=str(clock.now())))
     creds = {"domain_name": "ecsd-demo", "user_name": "demo", "password": password, "user_id": user_id,
              "project_id": project_id, "project_name": region}

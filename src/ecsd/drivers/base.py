@@ -11,6 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+# An image property naming the operation that fails on purpose with the simulated driver
+# (``create_disk``, ``inject`` or ``start``): the fault images of docs/testing-with-ecsd.md.
+FAULT_KEY = "__ecsd_sim_fault"
+
 
 class DriverError(Exception):
     """The backend refused or failed an operation; the job fails with the step's ECS error code."""

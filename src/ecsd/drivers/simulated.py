@@ -20,9 +20,9 @@ import re
 import threading
 import time
 
-from ecsd.drivers.base import DiskSource, DriverError, Injection
+from ecsd.drivers.base import FAULT_KEY, DiskSource, DriverError, Injection
 
-FAULT_KEY = "__ecsd_sim_fault"
+__all__ = ["FAULT_KEY", "SimulatedDriver"]
 _ID = re.compile(r"^[0-9a-f-]{36}$")
 
 
@@ -87,6 +87,12 @@ class SimulatedDriver:
 
     def disks(self) -> list[str]:
         return sorted(os.listdir(self.disk_dir)) if self.disk_dir else []
+
+    def reset(self) -> None:
+        """Forget what earlier operations left (faulty disks, machines that stopped on their own)."""
+        self._faulty.clear()
+        self._dead.clear()
+        self.running.set()
 
     def hold(self) -> None:
         """Operations started from now on wait until :meth:`release`."""

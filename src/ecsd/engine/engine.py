@@ -206,6 +206,10 @@ def _apply(conn: Connection, calls: list[tuple[Callable[..., Any], tuple]]) -> l
         raise _BatchFailed() from exc
 
 
+def _nothing(conn: Connection) -> None:
+    return None
+
+
 def _apply_one(conn: Connection, fn: Callable[..., Any], args: tuple) -> Any:
     return fn(conn, *args)
 
@@ -259,6 +263,9 @@ class Engine:
         self._pending: list[tuple[Callable[..., Any], tuple, asyncio.Future]] = []
         self._flush_wake = asyncio.Event()
         self._flusher: asyncio.Task | None = None
+        # Awaited before each step when set (the emulator's faults and holds, emulator/controls.py); it
+        # may raise StepFailed. None costs nothing: the emulator sets it only while a fault or hold exists.
+        self.step_hook: Callable[[JobContext, Step], Awaitable[None]] | None = None
 
     # lifecycle
     async def start(self) -> None:
@@ -286,6 +293,20 @@ class Engine:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self.store.run(_release, self.owner)
+
+    async def abandon_all(self) -> int:
+        """Cancel every job running here and wait until the checkpoints already queued are written.
+
+        For the emulator's reset and restore, which replace the jobs' rows: nothing may write after.
+        Returns how many jobs were running."""
+        running = list(self._tasks)
+        for t in running:
+            t.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        if self._flusher is not None:
+            await self._write(_nothing)     # once this is written, so is everything queued before it
+        return len(running)
 
     def notify(self) -> None:
         """A job was submitted in this process: look for work now instead of at the next poll."""
@@ -398,9 +419,13 @@ class Engine:
         last = len(jt.steps) - 1
         for index in range(job.step, len(jt.steps)):
             step = jt.steps[index]
-            if step.act is not None:
+            hook = self.step_hook
+            if step.act is not None or hook is not None:
                 try:
-                    await step.act(ctx)
+                    if hook is not None:
+                        await hook(ctx, step)
+                    if step.act is not None:
+                        await step.act(ctx)
                 except StepFailed as exc:
                     await self._finish_failed(ctx, jt, exc.code, exc.reason)
                     return
@@ -428,6 +453,14 @@ class Engine:
             self.stats.failed += 1
         else:
             self.stats.lost_leases += 1
+
+
+def settle_unrun(conn: Connection, job_ids: list[str]) -> None:
+    """Mark jobs SUCCESS without running them, their params emptied: for the emulator's seed files,
+    which write servers in their final state directly (emulator/seedfile.py)."""
+    now = clock.now()
+    conn.execute(jobs.update().where(jobs.c.job_id.in_(job_ids)).values(
+        status=st.JOB_SUCCESS, params="{}", end_time=now, owner=None, lease_until=None))
 
 
 # A prepared statement (store/prepared.py): every accepted operation inserts a job.

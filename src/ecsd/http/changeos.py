@@ -126,7 +126,7 @@ def to_domain(body: BaseModel, reinstall: bool, cloud_init: bool) -> changeos.Os
 def _handler(reinstall: bool, cloud_init: bool):
     model = _BODIES[(reinstall, cloud_init)]
 
-    @endpoint()
+    @endpoint(ok=200, body=model, errors=404)
     async def handle(request: Request, ctx: Ctx) -> Response:
         body = parse(model, await read_json(request, ctx.services.settings.max_body_bytes))
         req = to_domain(body, reinstall, cloud_init)

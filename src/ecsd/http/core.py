@@ -9,12 +9,17 @@ authenticated handler); the handlers registered on the app (``on_ecs_error``, ``
 ``on_client_disconnect``, ``on_unexpected``) for what happens outside it (health, the token
 endpoint, 404/405); and ``http/server.py`` for requests refused before the application runs. A new
 handler uses the wrapper; nothing else answers errors.
+
+Every handler also declares what ``GET /openapi.json`` says of it, where it is written:
+``@endpoint(ok=202, body=Model, query={"limit": int}, errors=404)`` (or ``@documented(...)`` for the
+few handlers outside the wrapper). The declaration is stored on the function and read only when the
+document is built (``http/openapi.py``); tests/test_openapi.py fails for a route without one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,9 +28,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from ecsd.domain.clock import new_hex_id
-from ecsd.domain.errors import EcsError, invalid
+from ecsd.domain.errors import EcsError, invalid, invalid_model
 from ecsd.domain.identity import Identity
 from ecsd.store.db import StoreBusy
 
@@ -84,10 +90,21 @@ async def on_ecs_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-async def on_http_exception(_request: Request, exc: Exception) -> Response:
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` of a 405: the methods of every route whose path matches, not only of the first
+    (several routes may serve one path, one method each)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    if exc.status_code == 405:
-        return error_response(EcsError("Common.0405"))
+    if exc.status_code == 405:      # RFC 9110: a 405 names the methods the resource has
+        return error_response(EcsError("Common.0405", headers={"Allow": allowed_methods(request)}))
     if exc.status_code == 404:
         return error_response(EcsError("Common.0404"))
     return error_response(EcsError("Ecs.0000", str(exc.detail), status=exc.status_code))
@@ -143,9 +160,7 @@ def parse(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        raise invalid(f"{where}: {first.get('msg', 'invalid value')}") from None
+        raise invalid_model(exc) from None
 
 
 def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -175,6 +190,88 @@ def capped_limit(request: Request, default: int, maximum: int = 1000) -> int:
     return min(value, maximum)
 
 
+# --- handler declarations: what GET /openapi.json says of a handler (http/openapi.py) ----------------
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter or request header a handler reads: its JSON type (str, int, bool), whether
+    it must be sent, and what it does."""
+
+    type: type = str
+    required: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ApiDoc:
+    """The declaration of one handler, read only when ``GET /openapi.json`` builds its document.
+
+    ``ok``: every success status the handler answers (None: not declared; the document then says
+    "default" and tests/test_openapi.py fails). ``body``: the pydantic model it parses the JSON body
+    with, a JSON Schema (a dict in which a model class may stand for the model's schema) when it
+    reads the body by hand, or :data:`NO_BODY`. ``errors``: the error statuses it answers beyond
+    those every route of its kind has (http/openapi.py: ``common_errors``). ``empty``: success
+    statuses without a JSON body besides 204 (e.g. Nova's 202 to an action).
+    """
+
+    auth: str
+    ok: tuple[int, ...] | None
+    body: Any = None
+    query: Mapping[str, Param] | None = None
+    headers: Mapping[str, Param] | None = None
+    errors: tuple[int, ...] = ()
+    empty: tuple[int, ...] = ()
+    wrapped: bool = True        # by endpoint(): a NUL in the path is its 404, a store error its 503
+
+
+API_DOC = "ecsd_api_doc"
+
+
+class _NoBody:
+    def __repr__(self) -> str:
+        return "NO_BODY"
+
+
+# ``body=NO_BODY``: a POST, PUT or PATCH that reads no body (it must say so: tests/test_openapi.py).
+NO_BODY: Any = _NoBody()
+
+Statuses = int | tuple[int, ...]
+Params = Mapping[str, "type | Param"]
+
+
+def _params(given: Params | None) -> dict[str, Param] | None:
+    if given is None:
+        return None
+    return {name: p if isinstance(p, Param) else Param(p) for name, p in given.items()}
+
+
+def _statuses(given: Statuses | None) -> tuple[int, ...] | None:
+    return (given,) if isinstance(given, int) else given
+
+
+def _declare(fn: Any, auth: str, wrapped: bool, ok: Statuses | None, body: Any, query: Params | None,
+             headers: Params | None, errors: Statuses, empty: Statuses) -> None:
+    setattr(fn, API_DOC, ApiDoc(auth, _statuses(ok), body, _params(query), _params(headers),
+                                _statuses(errors) or (), _statuses(empty) or (), wrapped))
+
+
+def api_doc(handler: Any) -> ApiDoc | None:
+    """The declaration of a route's handler, or None (a handler neither wrapped nor documented)."""
+    return getattr(handler, API_DOC, None)
+
+
+def documented(auth: str = "none", *, ok: Statuses, body: Any = None, query: Params | None = None,
+               headers: Params | None = None, errors: Statuses = (), empty: Statuses = ()):
+    """Declare a handler that is not wrapped by :func:`endpoint` (health, the token endpoint, ...):
+    the same arguments; the handler itself is returned unchanged."""
+
+    def mark(fn: Endpoint) -> Endpoint:
+        _declare(fn, auth, False, ok, body, query, headers, errors, empty)
+        return fn
+
+    return mark
+
+
 # --- the endpoint wrapper -----------------------------------------------------------------------------
 
 @dataclass
@@ -191,12 +288,19 @@ class Ctx:
 
 
 Handler = Callable[[Request, Ctx], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def endpoint(auth: str = "project") -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """Wrap a handler. ``auth``: "project" (token + project in path), "token" (token only), "none"."""
+def endpoint(auth: str = "project", *, ok: Statuses | None = None, body: Any = None, query: Params | None = None,
+             headers: Params | None = None, errors: Statuses = (),
+             empty: Statuses = ()) -> Callable[[Handler], Endpoint]:
+    """Wrap a handler. ``auth``: "project" (token + project in path), "token" (token only), "none".
 
-    def wrap(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
+    The other arguments declare the handler for ``GET /openapi.json`` (:class:`ApiDoc`); they are
+    stored on the wrapper and never read while serving a request.
+    """
+
+    def wrap(fn: Handler) -> Endpoint:
         async def run(request: Request) -> Response:
             services = request.app.state.services
             try:
@@ -223,7 +327,10 @@ def endpoint(auth: str = "project") -> Callable[[Handler], Callable[[Request], A
                 return error_response(EcsError("Common.0001"))
 
         run.__name__ = fn.__name__
+        run.__qualname__ = fn.__qualname__
+        run.__module__ = fn.__module__
         run.__doc__ = fn.__doc__
+        _declare(run, auth, True, ok, body, query, headers, errors, empty)
         return run
 
     return wrap

@@ -30,10 +30,13 @@ from starlette.routing import Route
 from ecsd.domain import flavors as domain
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.http.core import Ctx, capped_limit, endpoint, json, query_int
+from ecsd.http.keypairs import MICROVERSION_HEADERS
 
 MAX_LIMIT = 1000
 DESCRIPTION_MICROVERSION = (2, 55)
 MAX_MICROVERSION = (2, 60)
+# The query parameters of the Nova lists (_nova_list reads them).
+LIST_QUERY = {"minDisk": int, "minRam": int, "sort_key": str, "sort_dir": str, "limit": int, "marker": str}
 
 
 def microversion(request: Request) -> tuple[int, int]:
@@ -118,7 +121,7 @@ def nova_summary(flavor: dict[str, Any], base: str, project_id: str, version: tu
 
 # --- handlers --------------------------------------------------------------------------------------
 
-@endpoint(auth="project")
+@endpoint(ok=200, query={"availability_zone": str})
 async def list_flavors_v1(request: Request, ctx: Ctx):
     """``GET /v1/{project_id}/cloudservers/flavors``."""
     pid = request.path_params["project_id"]
@@ -159,13 +162,13 @@ async def _nova_list(request: Request, ctx: Ctx, detail: bool):
     return json(body)
 
 
-@endpoint(auth="project")
+@endpoint(ok=200, query=LIST_QUERY, headers=MICROVERSION_HEADERS)
 async def list_flavors(request: Request, ctx: Ctx):
     """``GET /v2.1/{project_id}/flavors``."""
     return await _nova_list(request, ctx, detail=False)
 
 
-@endpoint(auth="project")
+@endpoint(ok=200, query=LIST_QUERY, headers=MICROVERSION_HEADERS)
 async def list_flavors_detail(request: Request, ctx: Ctx):
     """``GET /v2.1/{project_id}/flavors/detail``."""
     return await _nova_list(request, ctx, detail=True)
@@ -178,7 +181,7 @@ async def _flavor(ctx: Ctx, flavor_id: str) -> dict[str, Any]:
     return flavor
 
 
-@endpoint(auth="project")
+@endpoint(ok=200, headers=MICROVERSION_HEADERS, errors=404)
 async def show_flavor(request: Request, ctx: Ctx):
     """``GET /v2.1/{project_id}/flavors/{flavor_id}``."""
     pid = request.path_params["project_id"]
@@ -186,14 +189,14 @@ async def show_flavor(request: Request, ctx: Ctx):
     return json({"flavor": nova_view(flavor, ctx.services.settings.endpoint, pid, microversion(request))})
 
 
-@endpoint(auth="project")
+@endpoint(ok=200, errors=404)
 async def show_extra_specs(request: Request, ctx: Ctx):
     """``GET /v2.1/{project_id}/flavors/{flavor_id}/os-extra_specs``."""
     flavor = await _flavor(ctx, request.path_params["flavor_id"])
     return json({"extra_specs": flavor["extra_specs"]})
 
 
-@endpoint(auth="project")
+@endpoint(ok=200, errors=404)
 async def show_extra_spec(request: Request, ctx: Ctx):
     """``GET /v2.1/{project_id}/flavors/{flavor_id}/os-extra_specs/{key}``: ``{key: value}``."""
     flavor = await _flavor(ctx, request.path_params["flavor_id"])

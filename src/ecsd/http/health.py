@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ecsd.http.core import json
+from ecsd.http.core import documented, json
 from ecsd.store import migrate
 
 
@@ -27,10 +27,12 @@ def schema_head() -> str:
     return migrate.head_revision()
 
 
+@documented(ok=200)
 async def healthz(request: Request) -> Response:
     return json({"status": "ok"})
 
 
+@documented(ok=(200, 503))      # 503: not ready, with the same body
 async def readyz(request: Request) -> Response:
     services = request.app.state.services
     checks: dict[str, object] = {}

@@ -10,7 +10,17 @@ from starlette.routing import Route
 
 from ecsd.domain import clock, identity, logins
 from ecsd.domain.errors import EcsError
-from ecsd.http.core import Ctx, endpoint, error_response, json, no_content, parse, read_json
+from ecsd.http.core import (
+    Ctx,
+    Param,
+    documented,
+    endpoint,
+    error_response,
+    json,
+    no_content,
+    parse,
+    read_json,
+)
 
 # --- request model (only the password method with project scope is supported) ------------------
 
@@ -57,6 +67,11 @@ class TokenRequest(BaseModel):
     auth: _Auth
 
 
+_SUBJECT = {"X-Subject-Token": Param(str, required=True, description="The token to validate or revoke.")}
+_PROJECT_FILTERS = {"name": str, "enabled": Param(str, description="1, true or yes: enabled projects; "
+                                                                   "any other value: disabled ones.")}
+
+
 def _catalog(endpoint_url: str, project_id: str, region: str) -> list[dict[str, Any]]:
     def entry(kind: str, name: str, url: str) -> dict[str, Any]:
         return {"type": kind, "name": name, "id": clock.new_hex_id(),
@@ -85,6 +100,7 @@ def token_body(ident: identity.Identity, endpoint_url: str, region: str) -> dict
     }}
 
 
+@documented(ok=201, body=TokenRequest, errors=(401, 429))
 async def create_token(request: Request) -> Any:
     """Password login (domain/logins.py: throttles, hashing off the loop, one answer for every failure)."""
     services = request.app.state.services
@@ -114,7 +130,7 @@ async def create_token(request: Request) -> Any:
                 headers={"X-Subject-Token": value})
 
 
-@endpoint(auth="token")
+@endpoint(auth="token", ok=200, headers=_SUBJECT)
 async def validate_token(request: Request, ctx: Ctx) -> Any:
     subject = request.headers.get("x-subject-token")
     if not subject:
@@ -124,7 +140,7 @@ async def validate_token(request: Request, ctx: Ctx) -> Any:
                 headers={"X-Subject-Token": subject})
 
 
-@endpoint(auth="token")
+@endpoint(auth="token", ok=204, headers=_SUBJECT, errors=404)
 async def revoke_token(request: Request, ctx: Ctx) -> Any:
     subject = request.headers.get("x-subject-token")
     if not subject:
@@ -141,7 +157,7 @@ def _project_view(p: dict[str, Any]) -> dict[str, Any]:
             "links": {"self": f"/v3/projects/{p['id']}"}}
 
 
-@endpoint(auth="token")
+@endpoint(auth="token", ok=200, query=_PROJECT_FILTERS)
 async def list_projects(request: Request, ctx: Ctx) -> Any:
     rows = await ctx.services.store.run(identity.user_projects, ctx.ident.user_id)
     name = request.query_params.get("name")
@@ -155,7 +171,7 @@ async def list_projects(request: Request, ctx: Ctx) -> Any:
                  "links": {"self": "/v3/projects", "previous": None, "next": None}})
 
 
-@endpoint(auth="token")
+@endpoint(auth="token", ok=200, errors=404)
 async def show_project(request: Request, ctx: Ctx) -> Any:
     """``GET /v3/projects/{ref}``: one project the caller belongs to (404 otherwise)."""
     ref = request.path_params["ref"]
@@ -165,7 +181,7 @@ async def show_project(request: Request, ctx: Ctx) -> Any:
     raise EcsError("Common.0404", f"project {ref} does not exist or is not yours")
 
 
-@endpoint(auth="token")
+@endpoint(auth="token", ok=200)
 async def list_auth_domains(request: Request, ctx: Ctx) -> Any:
     """``GET /v3/auth/domains``: the caller's domain (how the SDK finds a domain id for GlobalCredentials)."""
     ident = ctx.ident
@@ -174,6 +190,7 @@ async def list_auth_domains(request: Request, ctx: Ctx) -> Any:
                  "links": {"self": "/v3/auth/domains", "previous": None, "next": None}})
 
 
+@documented(ok=200)
 async def identity_version(request: Request) -> Any:
     base = request.app.state.services.settings.endpoint
     return json({"version": {"id": "v3", "status": "stable", "updated": "2013-03-06T00:00:00Z",

@@ -54,7 +54,7 @@ from starlette.routing import Route
 from ecsd.domain import clock
 from ecsd.domain import images as domain
 from ecsd.domain.errors import EcsError, invalid
-from ecsd.http.core import Ctx, capped_limit, endpoint, json, query_int
+from ecsd.http.core import Ctx, Param, capped_limit, documented, endpoint, json, query_int
 
 MAX_LIMIT = 1000
 IMS_DEFAULT_LIMIT = 500
@@ -64,6 +64,14 @@ NOVA_DEFAULT_LIMIT = 1000
 NOVA_STATUS = {"active": "ACTIVE", "queued": "SAVING", "saving": "SAVING", "deleted": "DELETED",
                "killed": "ERROR"}
 NOVA_PROGRESS = {"queued": 25, "saving": 50, "active": 100}
+# The query parameters (_base_query and domain.query_from_params read them) and headers of IMS and Glance.
+QUERY = {"limit": int, "marker": str, "sort_key": str, "sort_dir": str, "protected": bool,
+         **dict.fromkeys([*domain.STRING_FILTERS, *domain.CONSTANT_FILTERS], str),
+         **dict.fromkeys(domain.BOOL_FILTERS, bool)}
+PROJECT_HEADER = {"X-Project-Id": Param(str, description="With AK/SK: the project (signed); with a token: must "
+                                                         "be the token's (else 400 Ecs.0023).")}
+NOVA_QUERY = {"limit": int, "marker": str, "name": str, "status": str, "minDisk": int, "minRam": int,
+              "changes-since": str}
 # Nova status name (as a filter) -> the Glance statuses it covers.
 NOVA_STATUS_FILTER = {"active": ("active",), "saving": ("queued", "saving"), "error": ("killed",),
                       "deleted": ("deleted",)}
@@ -184,7 +192,7 @@ async def _one(ctx: Ctx, project_id: str, image_id: str) -> dict[str, Any]:
 
 # --- IMS -------------------------------------------------------------------------------------------
 
-@endpoint(auth="token")
+@endpoint(auth="token", ok=200, query=QUERY, headers=PROJECT_HEADER)
 async def list_cloudimages(request: Request, ctx: Ctx):
     """``GET /v2/cloudimages``: the IMS image list."""
     project_id = _project(request, ctx)
@@ -196,7 +204,7 @@ async def list_cloudimages(request: Request, ctx: Ctx):
 
 # --- Glance v2 -------------------------------------------------------------------------------------
 
-@endpoint(auth="token")
+@endpoint(auth="token", ok=200, query=QUERY, headers=PROJECT_HEADER)
 async def list_glance_images(request: Request, ctx: Ctx):
     """``GET /v2/images``: the Glance image list."""
     project_id = _project(request, ctx)
@@ -211,13 +219,14 @@ async def list_glance_images(request: Request, ctx: Ctx):
     return json(body)
 
 
-@endpoint(auth="token")
+@endpoint(auth="token", ok=200, headers=PROJECT_HEADER, errors=404)
 async def show_glance_image(request: Request, ctx: Ctx):
     """``GET /v2/images/{image_id}``: one image, at the top level of the body."""
     project_id = _project(request, ctx)
     return json(image_view(await _one(ctx, project_id, request.path_params["image_id"])))
 
 
+@documented(ok=300)
 async def glance_versions(request: Request):
     """``GET /image``: the Glance version document that points image clients at ``/image/v2``."""
     base = request.app.state.services.settings.endpoint
@@ -263,19 +272,19 @@ async def _nova_list(request: Request, ctx: Ctx, detail: bool):
     return json(body)
 
 
-@endpoint(auth="project")
+@endpoint(ok=200, query=NOVA_QUERY)
 async def nova_list_images(request: Request, ctx: Ctx):
     """``GET /v2.1/{project_id}/images``: ids, names and links."""
     return await _nova_list(request, ctx, detail=False)
 
 
-@endpoint(auth="project")
+@endpoint(ok=200, query=NOVA_QUERY)
 async def nova_list_images_detail(request: Request, ctx: Ctx):
     """``GET /v2.1/{project_id}/images/detail``: full Nova image objects."""
     return await _nova_list(request, ctx, detail=True)
 
 
-@endpoint(auth="project")
+@endpoint(ok=200, errors=404)
 async def nova_show_image(request: Request, ctx: Ctx):
     """``GET /v2.1/{project_id}/images/{image_id}``."""
     pid = request.path_params["project_id"]
@@ -283,7 +292,7 @@ async def nova_show_image(request: Request, ctx: Ctx):
     return json({"image": nova_view(image, ctx.services.settings.endpoint, pid)})
 
 
-@endpoint(auth="project")
+@endpoint(ok=200, errors=404)
 async def nova_image_metadata(request: Request, ctx: Ctx):
     """``GET /v2.1/{project_id}/images/{image_id}/metadata``."""
     image = await _one(ctx, request.path_params["project_id"], request.path_params["image_id"])

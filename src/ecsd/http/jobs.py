@@ -10,7 +10,7 @@ from ecsd.domain.jobs import get_job
 from ecsd.http.core import Ctx, endpoint, json
 
 
-@endpoint()
+@endpoint(ok=200)      # an unknown job id is 400 Common.0011, as the reference has it
 async def show_job(request: Request, ctx: Ctx) -> Response:
     job = await ctx.services.store.read(get_job, ctx.ident.project_id, request.path_params["job_id"])
     return json(job)

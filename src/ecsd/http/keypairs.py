@@ -24,9 +24,12 @@ from starlette.routing import Route
 from ecsd.domain import clock
 from ecsd.domain import keypairs as kp
 from ecsd.domain.errors import EcsError, invalid
-from ecsd.http.core import Ctx, endpoint, json, no_content, parse, query_int, read_json
+from ecsd.http.core import Ctx, Param, endpoint, json, no_content, parse, query_int, read_json
 
 LIST_LIMIT_MAX = 1000
+_USER = {"user_id": Param(str, description="Only the caller's own id (another: 403 Ecs.0003).")}
+# The headers compute_microversion (and flavors.microversion) read.
+MICROVERSION_HEADERS = {"OpenStack-API-Version": str, "X-OpenStack-Nova-API-Version": str}
 
 
 class _KeypairIn(BaseModel):
@@ -94,7 +97,7 @@ def _detail(row: dict[str, Any]) -> dict[str, Any]:
 
 # --- handlers ----------------------------------------------------------------------------------------------
 
-@endpoint(auth="project")
+@endpoint(ok=200, body=CreateKeypair, errors=(403, 409))
 async def create_keypair(request: Request, ctx: Ctx) -> Response:
     body = parse(CreateKeypair, await read_json(request, ctx.services.settings.max_body_bytes)).keypair
     user_id = owner(ctx, body.user_id)
@@ -116,7 +119,7 @@ async def create_keypair(request: Request, ctx: Ctx) -> Response:
     return json({"keypair": out})
 
 
-@endpoint(auth="project")
+@endpoint(ok=200, query={**_USER, "limit": int, "marker": str}, errors=403)
 async def list_keypairs(request: Request, ctx: Ctx) -> Response:
     user_id = owner(ctx, _query_user(request))
     limit: int | None = query_int(request, "limit", 0, 1, LIST_LIMIT_MAX)
@@ -135,14 +138,14 @@ async def list_keypairs(request: Request, ctx: Ctx) -> Response:
     return json(out)
 
 
-@endpoint(auth="project")
+@endpoint(ok=200, query=_USER, errors=(403, 404))
 async def show_keypair(request: Request, ctx: Ctx) -> Response:
     user_id = owner(ctx, _query_user(request))
     row = await ctx.services.store.run(kp.get_keypair, user_id, request.path_params["keypair_name"])
     return json({"keypair": _detail(row)})
 
 
-@endpoint(auth="project")
+@endpoint(ok=(202, 204), empty=202, query=_USER, headers=MICROVERSION_HEADERS, errors=(403, 404))
 async def delete_keypair(request: Request, ctx: Ctx) -> Response:
     user_id = owner(ctx, _query_user(request))
     await ctx.services.store.run(kp.delete_keypair, user_id, request.path_params["keypair_name"])

@@ -22,25 +22,25 @@ from ecsd.domain import quotas
 from ecsd.http.core import Ctx, endpoint, json
 
 
-@endpoint()
+@endpoint(ok=200)
 async def v1_limits(request: Request, ctx: Ctx) -> Response:
     return json({"absolute": await ctx.services.store.read(quotas.absolute, ctx.ident.project_id)})
 
 
-@endpoint()
+@endpoint(ok=200)
 async def nova_limits(request: Request, ctx: Ctx) -> Response:
     absolute = await ctx.services.store.read(quotas.absolute, ctx.ident.project_id)
     return json({"limits": {"rate": [], "absolute": absolute}})
 
 
-@endpoint()
+@endpoint(ok=200)
 async def quota_set(request: Request, ctx: Ctx) -> Response:
     """The quotas of the caller's project (the path names it twice); ``user_id`` changes nothing here."""
     ctx.services.auth.check_project(ctx.ident, request.path_params["tenant_id"])
     return json({"quota_set": await ctx.services.store.read(quotas.quota_set, ctx.ident.project_id)})
 
 
-@endpoint()
+@endpoint(ok=200)
 async def default_quota_set(request: Request, ctx: Ctx) -> Response:
     """The default quotas (what a project has without an administrator's override)."""
     ctx.services.auth.check_project(ctx.ident, request.path_params["tenant_id"])

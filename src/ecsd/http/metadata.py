@@ -22,34 +22,41 @@ async def _body(request: Request, ctx: Ctx, field: str) -> Any:
     return metadata.check_pairs(body[field])
 
 
+def _pairs_body(field: str) -> dict[str, Any]:
+    """The JSON Schema of the bodies _body reads (for GET /openapi.json)."""
+    pair = {"type": "object", "propertyNames": {"pattern": "^[A-Za-z0-9_:.-]{1,255}$"},
+            "additionalProperties": {"type": "string", "maxLength": 255}}
+    return {"type": "object", "required": [field], "additionalProperties": False, "properties": {field: pair}}
+
+
 def _ids(request: Request, ctx: Ctx) -> tuple[str, str]:
     return ctx.ident.project_id, request.path_params["server_id"]
 
 
-@endpoint()
+@endpoint(ok=200, body=_pairs_body("metadata"), errors=404)
 async def merge(request: Request, ctx: Ctx) -> Response:
     pairs = await _body(request, ctx, "metadata")
     return json({"metadata": await ctx.services.store.run(metadata.merge, *_ids(request, ctx), pairs)})
 
 
-@endpoint()
+@endpoint(ok=200, body=_pairs_body("metadata"), errors=404)
 async def replace(request: Request, ctx: Ctx) -> Response:
     pairs = await _body(request, ctx, "metadata")
     return json({"metadata": await ctx.services.store.run(metadata.replace, *_ids(request, ctx), pairs)})
 
 
-@endpoint()
+@endpoint(ok=200, errors=404)
 async def show_all(request: Request, ctx: Ctx) -> Response:
     return json({"metadata": await ctx.services.store.read(metadata.get_all, *_ids(request, ctx))})
 
 
-@endpoint()
+@endpoint(ok=200, errors=404)
 async def show_one(request: Request, ctx: Ctx) -> Response:
     key = request.path_params["key"]
     return json({"meta": {key: await ctx.services.store.read(metadata.get_one, *_ids(request, ctx), key)}})
 
 
-@endpoint()
+@endpoint(ok=200, body=_pairs_body("meta"), errors=404)
 async def set_one(request: Request, ctx: Ctx) -> Response:
     key = request.path_params["key"]
     pairs = await _body(request, ctx, "meta")
@@ -59,7 +66,7 @@ async def set_one(request: Request, ctx: Ctx) -> Response:
     return json({"meta": pairs})
 
 
-@endpoint()
+@endpoint(ok=204, errors=404)
 async def delete_one(request: Request, ctx: Ctx) -> Response:
     await ctx.services.store.run(metadata.delete, *_ids(request, ctx), request.path_params["key"])
     return no_content()

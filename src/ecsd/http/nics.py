@@ -10,13 +10,13 @@ from ecsd.domain import nics
 from ecsd.http.core import Ctx, endpoint, json
 
 
-@endpoint()
+@endpoint(ok=200, errors=404)
 async def list_interfaces(request: Request, ctx: Ctx) -> Response:
     found = await ctx.services.store.read(nics.interfaces, ctx.ident.project_id, request.path_params["server_id"])
     return json({"interfaceAttachments": found})
 
 
-@endpoint()
+@endpoint(ok=200, errors=404)
 async def show_interface(request: Request, ctx: Ctx) -> Response:
     found = await ctx.services.store.read(nics.interface, ctx.ident.project_id, request.path_params["server_id"],
                                           request.path_params["port_id"])

@@ -36,6 +36,9 @@ from ecsd.http.servers import list_filters
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 1000
+# The query parameters of the lists (_page and _filters read them).
+LIST_QUERY = {"limit": int, "marker": str, **dict.fromkeys(
+    ("name", "status", "flavor", "reservation_id", "ip", "image", "changes-since"), str)}
 
 
 # --- lists and details --------------------------------------------------------------------------------
@@ -73,17 +76,17 @@ async def _page(request: Request, ctx: Ctx, detail: bool) -> dict[str, Any]:
     return body
 
 
-@endpoint()
+@endpoint(ok=200, query=LIST_QUERY)
 async def list_servers(request: Request, ctx: Ctx) -> Response:
     return json(await _page(request, ctx, detail=False))
 
 
-@endpoint()
+@endpoint(ok=200, query=LIST_QUERY)
 async def list_servers_detail(request: Request, ctx: Ctx) -> Response:
     return json(await _page(request, ctx, detail=True))
 
 
-@endpoint()
+@endpoint(ok=200, errors=404)
 async def show_server(request: Request, ctx: Ctx) -> Response:
     row = await ctx.services.store.run(srv.load, ctx.ident.project_id, request.path_params["server_id"])
     return json({"server": (await nova_server_views(ctx, [row]))[0]})
@@ -93,14 +96,14 @@ def _ips(addresses: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str,
     return {net: [{"version": int(a["version"]), "addr": a["addr"]} for a in items] for net, items in addresses.items()}
 
 
-@endpoint()
+@endpoint(ok=200, errors=404)
 async def server_ips(request: Request, ctx: Ctx) -> Response:
     """``GET /servers/{id}/ips``: the addresses by network."""
     row = await ctx.services.store.read(srv.load, ctx.ident.project_id, request.path_params["server_id"])
     return json({"addresses": _ips(row["addresses"])})
 
 
-@endpoint()
+@endpoint(ok=200, errors=404)
 async def server_ips_of_network(request: Request, ctx: Ctx) -> Response:
     """``GET /servers/{id}/ips/{network}``: one network's addresses; another network is 404 Common.0404."""
     row = await ctx.services.store.read(srv.load, ctx.ident.project_id, request.path_params["server_id"])
@@ -111,7 +114,7 @@ async def server_ips_of_network(request: Request, ctx: Ctx) -> Response:
     return json({network: ips[network]})
 
 
-@endpoint()
+@endpoint(ok=200)
 async def availability_zones(request: Request, ctx: Ctx) -> Response:
     """``GET /os-availability-zone``: the zones a server may be created in."""
     return json({"availabilityZoneInfo": [{"zoneState": {"available": True}, "hosts": None, "zoneName": az}
@@ -119,6 +122,16 @@ async def availability_zones(request: Request, ctx: Ctx) -> Response:
 
 
 # --- actions ------------------------------------------------------------------------------------------------
+
+class RebuildArgs(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    imageRef: str
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    adminPass: str | None = Field(default=None, max_length=64)
+    key_name: str | None = Field(default=None, min_length=1, max_length=64)
+    user_data: str | None = Field(default=None, max_length=64 * 1024)
+    description: str | None = Field(default=None, max_length=85)
+
 
 def _no_args(action: str, args: Any) -> None:
     if args is not None and args != {}:
@@ -202,8 +215,32 @@ ACTIONS = {
     "addSecurityGroup": _security_group, "removeSecurityGroup": _security_group,
 }
 
+# The arguments each action takes, as a JSON Schema (GET /openapi.json; tests/test_openapi.py checks
+# that every action of ACTIONS has one).
+_NO_ARGS = {"anyOf": [{"type": "null"}, {"type": "object", "maxProperties": 0}]}
+_POWER_TYPE = {"type": "string", "enum": ["SOFT", "HARD"]}
+_GROUP = {"type": "object", "required": ["name"], "additionalProperties": False,
+          "properties": {"name": {"type": "string"}}}
+ACTION_ARGS: dict[str, Any] = {
+    "os-start": _NO_ARGS,
+    "os-stop": {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": False,
+                                             "properties": {"type": _POWER_TYPE}}]},
+    "reboot": {"type": "object", "required": ["type"], "additionalProperties": False,
+               "properties": {"type": _POWER_TYPE}},
+    "lock": {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": False,
+                                          "properties": {"locked_reason": {"type": "string"}}}]},
+    "unlock": _NO_ARGS,
+    "rebuild": RebuildArgs,
+    "os-getConsoleOutput": {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": False, "properties": {
+        "length": {"anyOf": [{"type": "integer", "minimum": -1}, {"type": "string", "pattern": "^-?[0-9]+$"}]}}}]},
+    "addSecurityGroup": _GROUP,
+    "removeSecurityGroup": _GROUP,
+}
+ACTION_BODY = {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
+               "properties": ACTION_ARGS}
 
-@endpoint()
+
+@endpoint(ok=(200, 202), empty=202, body=ACTION_BODY, errors=404)  # 200: console output
 async def server_action(request: Request, ctx: Ctx) -> Response:
     data = await read_json(request, ctx.services.settings.max_body_bytes)
     if not isinstance(data, dict) or len(data) != 1:
@@ -213,16 +250,6 @@ async def server_action(request: Request, ctx: Ctx) -> Response:
     if handler is None:
         raise invalid(f"unknown or unsupported action {action!r}")
     return await handler(ctx, request.path_params["server_id"], action, args)
-
-
-class RebuildArgs(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-    imageRef: str
-    name: str | None = Field(default=None, min_length=1, max_length=128)
-    adminPass: str | None = Field(default=None, max_length=64)
-    key_name: str | None = Field(default=None, min_length=1, max_length=64)
-    user_data: str | None = Field(default=None, max_length=64 * 1024)
-    description: str | None = Field(default=None, max_length=85)
 
 
 async def _rebuild(ctx: Ctx, server_id: str, args: Any) -> Response:

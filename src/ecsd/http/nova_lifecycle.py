@@ -33,6 +33,7 @@ from starlette.routing import Route
 from ecsd.domain import clock, idempotency, lifecycle, nics, security_groups
 from ecsd.http.core import Ctx, endpoint, json, no_content, parse, read_json
 from ecsd.http.server_views import nova_server_views, server_links
+from ecsd.http.servers import IDEMPOTENCY
 
 _LAX = ConfigDict(extra="ignore", strict=True)     # create accepts (and ignores) fields it does not model
 _STRICT = ConfigDict(extra="forbid", strict=True)
@@ -162,7 +163,7 @@ def _spec(project_id: str, s: NovaServer) -> tuple[lifecycle.ServerSpec, Any]:
     return spec, networks
 
 
-@endpoint()
+@endpoint(ok=202, body=NovaCreateBody, headers=IDEMPOTENCY)
 async def nova_create_servers(request: Request, ctx: Ctx) -> Response:
     body = parse(NovaCreateBody, await read_json(request, ctx.services.settings.max_body_bytes))
     pid = ctx.ident.project_id
@@ -200,7 +201,7 @@ class UpdateBody(BaseModel):
     server: Update
 
 
-@endpoint()
+@endpoint(ok=200, body=UpdateBody, errors=404)
 async def nova_update_server(request: Request, ctx: Ctx) -> Response:
     body = parse(UpdateBody, await read_json(request, ctx.services.settings.max_body_bytes)).server
     row = await ctx.services.store.run(lifecycle.update_server, ctx.ident.project_id,
@@ -208,14 +209,14 @@ async def nova_update_server(request: Request, ctx: Ctx) -> Response:
     return json({"server": (await nova_server_views(ctx, [row]))[0]})
 
 
-@endpoint()
+@endpoint(ok=204, errors=404)
 async def nova_delete_server(request: Request, ctx: Ctx) -> Response:
     await ctx.services.store.run(lifecycle.accept_batch, ctx.ident, "delete", [request.path_params["server_id"]])
     ctx.services.submitted()
     return no_content()
 
 
-@endpoint()
+@endpoint(ok=200, errors=404)
 async def nova_list_server_security_groups(request: Request, ctx: Ctx) -> Response:
     found = await ctx.services.store.read(security_groups.server_security_groups, ctx.ident.project_id,
                                           request.path_params["server_id"])

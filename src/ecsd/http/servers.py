@@ -28,11 +28,13 @@ from ecsd.domain import clock, consoles, idempotency, lifecycle
 from ecsd.domain import servers as srv
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.listing import Filters, list_page
-from ecsd.http.core import JSON, Ctx, endpoint, json, no_content, parse, query_int, read_json
+from ecsd.http.core import JSON, Ctx, Param, endpoint, json, no_content, parse, query_int, read_json
 from ecsd.http.server_views import list_body, server_views, update_view
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 _LAX = ConfigDict(extra="ignore", strict=True)   # create accepts (and ignores) fields we do not model
+# X-Client-Token of a create: a repeat with the same token and body answers as the first did.
+IDEMPOTENCY = {"X-Client-Token": Param(str, description="Makes the create idempotent (domain/idempotency.py).")}
 
 
 def _uuid(v: str) -> str:
@@ -103,7 +105,7 @@ class _DryRun(Exception):
     """Raised inside the acceptance transaction of a dry run, so that nothing it wrote is kept."""
 
 
-@endpoint()
+@endpoint(ok=(200, 202), body=CreateBody, headers=IDEMPOTENCY)    # 202: a dry run
 async def create_servers(request: Request, ctx: Ctx) -> Response:
     body = parse(CreateBody, await read_json(request, ctx.services.settings.max_body_bytes))
     s = body.server
@@ -136,10 +138,14 @@ async def create_servers(request: Request, ctx: Ctx) -> Response:
 
 # --- details and lists ----------------------------------------------------------------------------------
 
-@endpoint()
+@endpoint(ok=200, errors=404)
 async def show_server(request: Request, ctx: Ctx) -> Response:
     row = await ctx.services.store.run(srv.load, ctx.ident.project_id, request.path_params["server_id"])
     return json({"server": (await server_views(ctx, [row]))[0]})
+
+
+# The query parameters list_filters reads.
+LIST_FILTERS = ("name", "status", "flavor", "reservation_id", "ip", "server_id", "ip_eq", "tags", "not-tags")
 
 
 def list_filters(request: Request) -> Filters:
@@ -151,7 +157,7 @@ def list_filters(request: Request) -> Filters:
                    tags=q.get("tags") or None, not_tags=q.get("not-tags") or None)
 
 
-@endpoint()
+@endpoint(ok=200, query={"limit": int, "offset": int, **dict.fromkeys(LIST_FILTERS, str)})
 async def list_detail(request: Request, ctx: Ctx) -> Response:
     limit = query_int(request, "limit", 25, 0, 1000) or 25
     page = query_int(request, "offset", 1, 0, 10**9) or 1     # a page number; 0 behaves as 1
@@ -172,7 +178,7 @@ class RenameBody(BaseModel):
     server: Rename
 
 
-@endpoint()
+@endpoint(ok=200, body=RenameBody, errors=404)
 async def update_server(request: Request, ctx: Ctx) -> Response:
     body = parse(RenameBody, await read_json(request, ctx.services.settings.max_body_bytes)).server
     row = await ctx.services.store.run(lifecycle.update_server, ctx.ident.project_id,
@@ -195,7 +201,7 @@ class BatchRenameBody(BaseModel):
     servers: list[Ref] = Field(min_length=1, max_length=100)
 
 
-@endpoint()
+@endpoint(ok=(200, 204), body=BatchRenameBody, errors=404)    # 204: a dry run
 async def rename_servers(request: Request, ctx: Ctx) -> Response:
     """PUT /v1/{project_id}/cloudservers/server-name (modifying_ecs_details_in_a_batch.rst)."""
     body = parse(BatchRenameBody, await read_json(request, ctx.services.settings.max_body_bytes))
@@ -241,7 +247,7 @@ class ActionBody(BaseModel):
     reboot: RebootArgs | None = None
 
 
-@endpoint()
+@endpoint(ok=200, body=DeleteBody, errors=404)
 async def delete_servers(request: Request, ctx: Ctx) -> Response:
     body = parse(DeleteBody, await read_json(request, ctx.services.settings.max_body_bytes))
     job_id = await ctx.services.store.run(lifecycle.accept_batch, ctx.ident, "delete", [r.id for r in body.servers],
@@ -254,7 +260,7 @@ async def delete_servers(request: Request, ctx: Ctx) -> Response:
 BATCH_ACTIONS = ("os-start", "os-stop", "reboot")
 
 
-@endpoint()
+@endpoint(ok=200, body=ActionBody, errors=404)
 async def batch_action(request: Request, ctx: Ctx) -> Response:
     body = parse(ActionBody, await read_json(request, ctx.services.settings.max_body_bytes))
     given = [(name, args) for name, args in zip(BATCH_ACTIONS, (body.os_start, body.os_stop, body.reboot),
@@ -286,7 +292,7 @@ def _block_device_views(row: dict[str, Any], vols: list[dict[str, Any]]) -> list
             for i, v in enumerate(vols)]
 
 
-@endpoint()
+@endpoint(ok=200, errors=404)
 async def block_devices(request: Request, ctx: Ctx) -> Response:
     row, vols = await _server_and_volumes(request, ctx)
     used = len(vols)
@@ -295,7 +301,7 @@ async def block_devices(request: Request, ctx: Ctx) -> Response:
                                         "free_disk": max(0, 24 - used)}})
 
 
-@endpoint()
+@endpoint(ok=200, errors=404)
 async def block_device(request: Request, ctx: Ctx) -> Response:
     """One attached disk (querying_a_single_disk_attached_to_an_ecs.rst)."""
     row, vols = await _server_and_volumes(request, ctx)
@@ -310,14 +316,14 @@ def _attachment(row: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:
     return {"serverId": row["id"], "volumeId": v["id"], "id": v["id"], "device": v["device"]}
 
 
-@endpoint()
+@endpoint(ok=200, errors=404)
 async def volume_attachments(request: Request, ctx: Ctx) -> Response:
     """v1 and Nova: the disks attached to a server."""
     row, vols = await _server_and_volumes(request, ctx)
     return json({"volumeAttachments": [_attachment(row, v) for v in vols]})
 
 
-@endpoint()
+@endpoint(ok=200, errors=404)
 async def volume_attachment(request: Request, ctx: Ctx) -> Response:
     """Nova: one attached disk; a disk not attached to this server is Ecs.0111, as for block_device."""
     row, vols = await _server_and_volumes(request, ctx)
@@ -327,7 +333,7 @@ async def volume_attachment(request: Request, ctx: Ctx) -> Response:
     raise EcsError("Ecs.0111", f"volume {request.path_params['volume_id']} is not attached to server {row['id']}")
 
 
-@endpoint()
+@endpoint(ok=200, query={"length": int}, errors=404)
 async def show_server_console_output(request: Request, ctx: Ctx) -> Response:
     """``GET /v1/{project_id}/cloudservers/{server_id}/console-output?length=N``: the Huawei SDK's
     ``show_server_console_output`` (not in the reference; the same as Nova's os-getConsoleOutput)."""

@@ -46,20 +46,20 @@ def v1_entry(base: str) -> dict[str, Any]:
             "media-types": [{"base": "application/json", "type": "application/json"}]}
 
 
-@endpoint(auth="none")
+@endpoint(auth="none", ok=200)
 async def all_versions(_request: Request, ctx: Ctx):
     """``GET /``: every compute API version."""
     base = _base(ctx)
     return json({"versions": [v20_entry(base), v21_entry(base)]})
 
 
-@endpoint(auth="none")
+@endpoint(auth="none", ok=200)
 async def version_v21(_request: Request, ctx: Ctx):
     """``GET /v2.1``: the v2.1 API and its microversion range."""
     return json({"version": v21_entry(_base(ctx), described=True)})
 
 
-@endpoint(auth="none")
+@endpoint(auth="none", ok=200)
 async def version_v1(_request: Request, ctx: Ctx):
     """``GET /v1``: the ECS v1 API (no microversions)."""
     return json({"version": v1_entry(_base(ctx))})

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -250,4 +251,14 @@ settings = Table(
     "settings", metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# Named states of the whole database for the emulator's reset and restore (emulator/state.py):
+# every other table's rows, as of a schema revision.
+emulator_snapshots = Table(
+    "emulator_snapshots", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("revision", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("body", LargeBinary, nullable=False),
 )
