@@ -332,3 +332,17 @@ def test_the_operator_token_command_prints_the_token_of_credentials_json(tmp_pat
     assert r.output.strip() == written and written.startswith("ecsd-op-")
     r = CliRunner().invoke(main, ["operator-token", "--data-dir", str(tmp_path / "empty")])
     assert r.exit_code != 0 and "start `ecsd serve` once first" in r.output
+
+
+def test_a_restore_of_an_unknown_snapshot_disturbs_no_job(op, api):
+    (sid,) = api.create_servers(name="busy")
+    op.ok("POST", "/holds", 201, json={"operation": "changeOS", "step": "start"})
+    job_id = change_os(api, sid)
+    deadline = time.monotonic() + 5
+    while not op.ok("GET", "/holds")["held_jobs"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert_error(op.call("POST", "/snapshots/nothing-here/restore"), 404, "Common.0404")
+    assert len(op.ok("GET", "/holds")["held_jobs"]) == 1          # still held, not cancelled
+    op.ok("DELETE", "/holds")
+    assert api.wait_job(job_id)["status"] == "SUCCESS"

@@ -201,3 +201,19 @@ def test_openstacksdk_against_ecsd_cloud(ecsd_cloud):
     conn.compute.wait_for_server(conn.compute.get_server(server.id), status="ACTIVE", wait=30, interval=0.1)
     ecsd_cloud.reset()
     assert list(conn.compute.servers()) == []        # the token openstacksdk holds survives the reset
+
+
+def test_the_readme_example_passes(ecsd_cloud):
+    """The ten-line test the README shows, run as it is written there."""
+    import os
+    import re
+
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    with open(readme, encoding="utf-8") as fh:
+        section = fh.read().split("## In your test suite", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    assert len(code.strip().splitlines()) <= 10
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)       # noqa: S102 - our own README
+    (test,) = [v for k, v in namespace.items() if k.startswith("test_")]
+    test(ecsd_cloud)

@@ -1,7 +1,7 @@
 """The request log: the last API calls this process answered, for a test's assertions.
 
 An ASGI middleware (installed with the emulator only) records method, path, query, status, request
-id, duration and the JSON body of each request outside ``/_ecsd/``, in a bounded ring
+id, duration and the JSON body (up to 16 KiB) of each request outside ``/_ecsd/``, in a bounded ring
 (``ECSD_REQUEST_LOG_SIZE``, default 1,000). Secrets in bodies (passwords, admin passwords, user
 data, secret keys) are masked before they are kept. Nothing is written anywhere.
 """
@@ -18,7 +18,7 @@ import orjson
 from ecsd.domain import clock
 
 PREFIX = "/_ecsd/"
-MAX_BODY = 64 * 1024
+MAX_BODY = 16 * 1024          # 1,000 entries hold at most ~16 MB of bodies
 _SECRET_KEYS = {"password", "adminpass", "admin_pass", "user_data", "sk", "secret", "private_key"}
 MASK = "******"
 

@@ -31,6 +31,7 @@ class Emulator:
         return presented is not None and hmac.compare_digest(presented.encode(), self.token.encode())
 
     async def restore(self, services: Any, name: str, *, reset_controls: bool) -> dict:
+        await services.store.read(state.check_exists, name)     # a typo disturbs no running job
         self.controls.release()
         abandoned = await services.engine.abandon_all()
         if reset_controls:

@@ -107,6 +107,12 @@ def _not_found(name: str) -> EcsError:
     return EcsError("Common.0404", f"no snapshot named {name}")
 
 
+def check_exists(conn: Connection, name: str) -> None:
+    """404 (409 for a missing ``initial``) unless a snapshot of that name exists."""
+    if conn.execute(select(emulator_snapshots.c.name).where(emulator_snapshots.c.name == name)).first() is None:
+        raise _not_found(name)
+
+
 def restore(conn: Connection, name: str) -> dict:
     """Replace every row with the snapshot's. 404 for an unknown name; 409 when the snapshot's rows no
     longer fit the schema (taken before an upgrade that added a column without a default)."""

@@ -306,6 +306,11 @@ class Engine:
             await asyncio.gather(*running, return_exceptions=True)
         if self._flusher is not None:
             await self._write(_nothing)     # once this is written, so is everything queued before it
+        if running:
+            # Handed back, as on shutdown: if their rows survive (a restore that is refused), they
+            # are claimed again at once instead of staying leased to tasks that no longer exist.
+            await self.store.run(_release, self.owner)
+            self._wake.set()
         return len(running)
 
     def notify(self) -> None:
