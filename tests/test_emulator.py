@@ -41,6 +41,14 @@ def op(client, settings):
     return Operator(client, settings)
 
 
+def wait_held(op: Operator) -> list[dict]:
+    deadline = time.monotonic() + 5
+    while not (held := op.ok("GET", "/holds")["held_jobs"]):
+        assert time.monotonic() < deadline, "no job reached the hold"
+        time.sleep(0.01)
+    return held
+
+
 def servers(api: Api) -> list[tuple[str, str]]:
     return sorted((x["name"], x["status"]) for x in api.get("/v1/{pid}/cloudservers/detail").json()["servers"])
 
@@ -132,10 +140,7 @@ def test_a_hold_without_operation_holds_every_job_at_its_first_step(op, api):
     (sid,) = api.create_servers()
     assert op.ok("POST", "/holds", 201) == {"hold": {"operation": None, "step": None}}
     r = api.post("/v1/{pid}/cloudservers/action", {"os-stop": {"servers": [{"id": sid}]}})
-    deadline = time.monotonic() + 5
-    while not op.ok("GET", "/holds")["held_jobs"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_held(op)
     (held,) = op.ok("GET", "/holds")["held_jobs"]
     assert (held["operation"], held["step"], held["server_id"]) == ("stopServer", "stop", sid)
     assert api.server(sid)["status"] == "ACTIVE" and api.server(sid)["OS-EXT-STS:task_state"] == "powering-off"
@@ -262,10 +267,7 @@ def test_a_restore_abandons_running_jobs(op, api):
     op.ok("PUT", "/snapshots/before")
     op.ok("POST", "/holds", 201, json={"operation": "changeOS", "step": "swap_disk"})
     job_id = change_os(api, sid)
-    deadline = time.monotonic() + 5
-    while not op.ok("GET", "/holds")["held_jobs"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_held(op)
     assert op.ok("POST", "/snapshots/before/restore")["restored"]["abandoned_jobs"] == 1
     assert servers(api) == [("busy", "ACTIVE")]
     assert api.get(f"/v1/{{pid}}/jobs/{job_id}").status_code != 200      # the job is not in "before"
@@ -338,10 +340,7 @@ def test_a_restore_of_an_unknown_snapshot_disturbs_no_job(op, api):
     (sid,) = api.create_servers(name="busy")
     op.ok("POST", "/holds", 201, json={"operation": "changeOS", "step": "start"})
     job_id = change_os(api, sid)
-    deadline = time.monotonic() + 5
-    while not op.ok("GET", "/holds")["held_jobs"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_held(op)
     assert_error(op.call("POST", "/snapshots/nothing-here/restore"), 404, "Common.0404")
     assert len(op.ok("GET", "/holds")["held_jobs"]) == 1          # still held, not cancelled
     op.ok("DELETE", "/holds")
