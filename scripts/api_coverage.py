@@ -60,6 +60,9 @@ EXTRA_PURPOSE = {
     "/v1/{project_id}/cloudservers/{server_id}/console-output":
         "console output (the Huawei SDK's show_server_console_output)",
     "/healthz": "liveness", "/readyz": "readiness (database)", "/": "compute API versions",
+    "/v1/{project_id}/cloudservers/{server_id}/os-server-password":
+        "the Huawei SDK's show_server_password / delete_server_password",
+    "/v2": "compute API v2.0 version document", "/v2.0": "compute API v2.0 version document",
     "/v1": "ECS API version", "/openapi.json": "the OpenAPI document of every route",
     "/_ecsd": "emulator: what is set (docs/testing-with-ecsd.md)", "/_ecsd/reset": "emulator: reset",
     "/_ecsd/snapshots": "emulator: snapshots", "/_ecsd/snapshots/{name}": "emulator: take or delete a snapshot",

@@ -147,3 +147,26 @@ def test_nova_ips_and_interfaces_of_a_two_network_nova_server(api):
     assert ips == [{"version": 4, "addr": n["fixed_ips"][0]["ip_address"]} for n in found]
     assert len({ip["addr"] for ip in ips}) == 2
     assert api.get(f"/v2.1/{{pid}}/servers/{sid}/ips/{network}").json() == {network: ips}
+
+
+def test_os_networks_lists_the_default_network_and_those_servers_use(api, other_api):
+    r = api.get("/v2.1/{pid}/os-networks")
+    assert r.status_code == 200, r.text
+    (default,) = r.json()["networks"]
+    assert default["label"] == "default" and default["cidr"] is None and default["gateway"] is None
+    api.create_servers()
+    networks = api.get("/v2.1/{pid}/os-networks").json()["networks"]
+    assert [n["id"] for n in networks] == [default["id"], s.SUBNET]
+    assert all(set(n) == {"id", "label", "broadcast", "cidr", "cidr_v6", "dns1", "dns2", "gateway", "gateway_v6",
+                          "netmask", "netmask_v6", "bridge"} for n in networks)
+    # another project sees its own default network only
+    assert [n["label"] for n in other_api.get("/v2.1/{pid}/os-networks").json()["networks"]] == ["default"]
+
+
+def test_os_server_password_is_empty_and_can_be_deleted(api, other_api):
+    (sid,) = api.create_servers()
+    r = api.get(f"/v2.1/{{pid}}/servers/{sid}/os-server-password")
+    assert r.status_code == 200 and r.json() == {"password": ""}
+    assert api.delete(f"/v2.1/{{pid}}/servers/{sid}/os-server-password").status_code == 204
+    assert_error(other_api.get(f"/v2.1/{{pid}}/servers/{sid}/os-server-password"), 404, "Ecs.0114")
+    assert_error(api.delete("/v2.1/{pid}/servers/" + s.VPC + "/os-server-password"), 404, "Ecs.0114")

@@ -786,3 +786,27 @@ def test_server_limits(env, server_id):
 def test_server_interfaces(env, server_id):
     nics = env.ecs.list_server_interfaces(ListServerInterfacesRequest(server_id=server_id)).interface_attachments
     assert len(nics) == 1 and nics[0].port_state == "ACTIVE" and nics[0].fixed_ips[0].ip_address
+
+
+def test_server_password_show_and_delete(env, server_id):
+    from huaweicloudsdkecs.v2 import DeleteServerPasswordRequest, ShowServerPasswordRequest
+
+    assert env.ecs.show_server_password(ShowServerPasswordRequest(server_id=server_id)).password == ""
+    env.ecs.delete_server_password(DeleteServerPasswordRequest(server_id=server_id))
+    err = raises_sdk(lambda: env.ecs.show_server_password(ShowServerPasswordRequest(server_id=s.VPC)))
+    assert err.status_code == 404 and err.error_code == "Ecs.0114"
+
+
+def test_register_server_monitor(env, server_id):
+    from huaweicloudsdkecs.v2 import (
+        RegisterServerMonitorRequest,
+        RegisterServerMonitorRequestBody,
+    )
+
+    env.ecs.register_server_monitor(RegisterServerMonitorRequest(
+        server_id=server_id, body=RegisterServerMonitorRequestBody(monitor_metrics="")))
+    env.ecs.register_server_monitor(RegisterServerMonitorRequest(
+        server_id=server_id, body=RegisterServerMonitorRequestBody()))
+    err = raises_sdk(lambda: env.ecs.register_server_monitor(RegisterServerMonitorRequest(
+        server_id=s.VPC, body=RegisterServerMonitorRequestBody())))
+    assert err.status_code == 404 and err.error_code == "Ecs.0114"

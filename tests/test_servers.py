@@ -799,3 +799,14 @@ def test_a_nul_character_is_refused_not_a_500(api):
     assert_error(api.get("/v2.1/{pid}/servers?name=a%00b"), 400, "Ecs.0005")
     assert_error(api.get(f"/v1/{{pid}}/cloudservers/{sid}%00"), 404, "Common.0404")      # a path naming nothing
     assert_error(api.get("/v2/images/a%00b"), 404, "Common.0404")
+
+
+def test_adding_a_server_to_the_monitoring_list(api, other_api):
+    (sid,) = api.create_servers()
+    for body in ({"monitorMetrics": None}, {}, {"monitorMetrics": ""}):
+        r = api.post(f"/v1.0/servers/{sid}/action", body)
+        assert r.status_code == 200 and r.content == b"", r.text
+    assert_error(api.post(f"/v1.0/servers/{sid}/action", {"monitorMetrics": None, "x": 1}), 400, "Ecs.0005")
+    assert_error(api.post(f"/v1.0/servers/{sid}/action", {"monitorMetrics": 5}), 400, "Ecs.0005")
+    assert_error(other_api.post(f"/v1.0/servers/{sid}/action", {"monitorMetrics": None}), 404, "Ecs.0114")
+    assert_error(api.post(f"/v1.0/servers/{sid}/action", {"monitorMetrics": None}, token=False), 401, "Common.0013")

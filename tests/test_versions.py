@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from ecsd.app import create_app
 from ecsd.config import Settings
+from tests.support import assert_error
 
 
 def test_root_lists_compute_versions_without_a_token(client, settings):
@@ -76,3 +77,17 @@ def test_links_follow_the_public_url(template, tmp_path):
 def test_unknown_paths_and_methods_keep_the_ecs_error_body(client):
     r = client.post("/v2.1")
     assert r.status_code == 405 and r.json()["error"]["code"] == "Common.0405"
+
+
+@pytest.mark.parametrize(("name", "version_id"), [("v2", "v2.0"), ("V2", "v2.0"), ("v2.1", "v2.1"),
+                                                  ("v2.1/", "v2.1"), ("v1", "v1"), ("v1/", "v1")])
+def test_a_named_api_version_is_described(client, name, version_id):
+    r = client.get("/" + name)
+    assert r.status_code == 200, r.text
+    assert r.json()["version"]["id"] == version_id
+
+
+@pytest.mark.parametrize("name", ["v3.7", "v9", "cloudservers", "v2.1x"])
+def test_an_unknown_api_version_is_an_unknown_path(client, name):
+    assert_error(client.get("/" + name), 404, "Common.0404")
+    assert client.get("/healthz").status_code == 200 and client.get("/openapi.json").status_code == 200

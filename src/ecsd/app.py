@@ -40,15 +40,19 @@ from ecsd.http import (
     health,
     identity,
     images,
+    instance_actions,
     jobs,
     keypairs,
     limits,
     metadata,
+    monitoring,
     nics,
     nova,
     nova_lifecycle,
     openapi,
+    server_groups,
     servers,
+    tags,
     versions,
 )
 from ecsd.http.auth import Authenticator
@@ -208,9 +212,12 @@ def create_app(settings: Settings) -> Starlette:
     request_log = RequestLog(int(number("ECSD_REQUEST_LOG_SIZE", 1000, int))) if settings.emulator_enabled else None
     routes = []
     # limits before servers: /cloudservers/limits is not a server id
-    for module in (health, versions, identity, images, flavors, keypairs, limits, servers, nova, metadata, nics,
-                   changeos, jobs, nova_lifecycle, openapi, emulator):
+    # server_groups and tags before servers: /cloudservers/os-server-groups and /cloudservers/tags are not ids
+    for module in (health, versions, identity, images, flavors, keypairs, limits, server_groups, tags, servers,
+                   nova, metadata, nics, monitoring, changeos, jobs, nova_lifecycle, instance_actions, openapi,
+                   emulator):
         routes.extend(module.routes)
+    routes.extend(versions.named_routes)     # GET /{api_version}: last, it matches any one-segment path
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         EcsError: on_ecs_error, HTTPException: on_http_exception, ClientDisconnect: on_client_disconnect,
         StoreBusy: on_store_busy, Exception: on_unexpected})

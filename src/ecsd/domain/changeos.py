@@ -28,7 +28,7 @@ import orjson
 from sqlalchemy import and_, bindparam
 from sqlalchemy.engine import Connection
 
-from ecsd.domain import clock, sealing
+from ecsd.domain import actions, clock, sealing
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
 from ecsd.domain.errors import EcsError, invalid
@@ -144,6 +144,7 @@ def accept(conn: Connection, ident: Identity, server_id: str, req: OsChange, dri
 
     job_id = clock.new_hex_id()
     srv.claim(conn, server, st.POWERING_OFF if need_stop and not req.nova_rebuild else st.REBUILDING, job_id)
+    actions.record_job(conn, ident, server["id"], req.job_type, job_id)           # the operation history
     submit(conn, job_id=job_id, project_id=ident.project_id, job_type=req.job_type, server_id=server["id"],
            params={
                "need_stop": need_stop,

@@ -28,7 +28,17 @@ import orjson
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
-from ecsd.domain import clock, idempotency, nics, quotas, sealing, security_groups
+from ecsd.domain import (
+    actions,
+    clock,
+    idempotency,
+    nics,
+    quotas,
+    sealing,
+    security_groups,
+    server_groups,
+    tags,
+)
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
 from ecsd.domain.changeos import check_password, decode_user_data, driver_call, injection, scrub_secrets
@@ -73,6 +83,7 @@ class ServerSpec:
     min_count: int | None = None        # Nova: create at least this many, up to ``count``, as quota allows
     no_network: bool = False            # Nova ``networks: "none"``: a server without NICs
     security_groups: tuple[str, ...] = ()    # names or ids; only the project's default group exists
+    group: str | None = None            # os:scheduler_hints.group: the servers join it (domain/server_groups.py)
 
 
 MAX_NAME = 128
@@ -132,7 +143,8 @@ def accept_create(conn: Connection, ident: Identity, spec: ServerSpec, client_to
 
     Raises the create error codes of docs/decisions.md ("create error codes"), the image, flavor and
     key-pair codes (Ecs.0031/0032/0007, Ecs.0029/0319, Ecs.0314), and 400 Ecs.0001 when the servers
-    would pass the project's instance, vCPU or RAM quota (nothing is created then).
+    would pass the project's instance, vCPU or RAM quota (nothing is created then); the group of
+    ``os:scheduler_hints`` unknown 400 Ecs.0313, or too full for them 400 Ecs.0022 (server_groups.place).
     """
     job_id, server_ids, _repeat = _accept_once(conn, ident, spec, client_token, digest, driver)
     return job_id, server_ids
@@ -388,11 +400,13 @@ def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec, driver: 
                 id=d["id"], project_id=ident.project_id, server_id=server_id,
                 image_id=image["id"] if d["boot_index"] == 0 else None, size=d["size"], volume_type=d["type"],
                 boot_index=d["boot_index"], device=d["device"], status="creating", created_at=now))
+        actions.record_job(conn, ident, server_id, st.CREATE_SINGLE_SERVER, job_id)
         submit(conn, job_id=job_id, project_id=ident.project_id, job_type=st.CREATE_SINGLE_SERVER,
                server_id=server_id, parent_id=parent_id, params={
                    "disks": disks, "image": {k: image[k] for k in ("id", "disk_format", "min_disk", "properties")},
                    "public_key": public_key, "admin_pass": sealed_pass, "user_data": user_data})
         server_ids.append(server_id)
+    server_groups.place(conn, ident.project_id, spec.group, server_ids)     # Ecs.0313 / Ecs.0022
     return parent_id, server_ids
 
 
@@ -458,6 +472,7 @@ def accept_batch(conn: Connection, ident: Identity, action: str, server_ids: lis
             continue
         srv.claim(conn, server, task, job_id)
         system = srv.system_volume(conn, server["id"])
+        actions.record_job(conn, ident, server["id"], batch.sub_type, job_id)
         submit(conn, job_id=job_id, project_id=ident.project_id, job_type=batch.sub_type, server_id=server["id"],
                parent_id=parent_id, params={"hard": hard, "delete_volume": delete_volume,
                                             "running": server["power_state"] == st.POWER_RUNNING,
@@ -482,6 +497,7 @@ def set_locked(conn: Connection, ident: Identity, server_id: str, locked: bool) 
     server = srv.load(conn, ident.project_id, server_id)          # 404 Ecs.0114
     conn.execute(servers.update().where(and_(servers.c.id == server["id"], servers.c.deleted.is_(False)))
                  .values(locked=locked, updated_at=clock.now()))
+    actions.record(conn, ident, server["id"], actions.LOCK if locked else actions.UNLOCK)
 
 
 # --- steps ---------------------------------------------------------------------------------------------
@@ -591,6 +607,8 @@ def purge_record(conn: Connection, ctx: JobContext) -> None:
     srv.finish_owned(conn, ctx.server_id, ctx.job_id, vm_state=st.DELETED, power_state=st.POWER_NOSTATE,
                      deleted=True, user_data=None)     # a deleted server keeps no guest secret
     srv.release_server(conn, ctx.project_id, ctx.server_id)   # its quota is free once the delete has finished
+    server_groups.leave(conn, ctx.server_id)
+    tags.forget_server(conn, ctx.server_id)
 
 
 def delete_failed(conn: Connection, ctx: JobContext, code: str, reason: str) -> None:

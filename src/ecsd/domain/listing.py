@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from ecsd.domain import states as st
+from ecsd.domain import tags as server_tags
 from ecsd.domain.errors import invalid
 from ecsd.domain.servers import decode
 from ecsd.store import pages
@@ -103,8 +104,12 @@ class Filters:
     changes_since: float | None = None
     server_id: str | None = None      # exact (the SDK's server_id filter)
     ip_eq: str | None = None          # exact private IPv4 address
-    tags: str | None = None           # servers carry no tags yet: any tags filter matches nothing
-    not_tags: str | None = None       # ... and any not-tags filter matches everything
+    # Comma-separated tags as a server view shows them (``key=value`` or ``key``): ``tags`` all of them,
+    # ``tags_any`` at least one, ``not_tags`` not all of them, ``not_tags_any`` none (domain/tags.py).
+    tags: str | None = None
+    not_tags: str | None = None
+    tags_any: str | None = None
+    not_tags_any: str | None = None
 
     def conditions(self, project_id: str) -> list:
         """The WHERE terms; an invalid status is Ecs.0005. A name or address longer than any there can
@@ -134,8 +139,7 @@ class Filters:
         if self.ip_eq:
             exact = _escape(self.ip_eq.replace('"', ""))
             cond.append(servers.c.addresses.like(f'%"addr":"{exact}"%', escape="\\"))
-        if self.tags:
-            cond.append(false())
+        cond.extend(server_tags.list_conditions(self.tags, self.tags_any, self.not_tags, self.not_tags_any))
         return cond
 
 
@@ -168,6 +172,7 @@ class Page:
     rows: list[tuple]
     volumes: dict[str, list[Volume]]              # server id -> its attached disks, system disk first
     flavors: dict[str, Flavor | None]             # flavor id -> (name, vcpus, ram); None if unknown
+    tags: dict[str, tuple[str, ...]] = field(default_factory=dict)   # server id -> its tags as shown
 
 
 class _Orders:
@@ -287,7 +292,8 @@ def list_page(conn: Connection, project_id: str, limit: int, page: int, filters:
         if rows:
             volumes = pages.disks(conn, [r[_ID] for r in rows])
     flavors = pages.flavors(conn, list({r[_FLAVOR] for r in rows})) if rows else {}
-    return Page(count, rows, volumes, flavors)
+    tags = pages.tags(conn, [r[_ID] for r in rows]) if rows else {}
+    return Page(count, rows, volumes, flavors, tags)
 
 
 def page_server(row: tuple) -> dict[str, Any]:

@@ -23,12 +23,11 @@ import re
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, select
+from sqlalchemy import and_
 from sqlalchemy.engine import Connection
 
 from ecsd.domain import clock
 from ecsd.domain import servers as srv
-from ecsd.domain import states as st
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.store.schema import servers
 
@@ -64,22 +63,8 @@ def _users_pairs(metadata: dict[str, str], pairs: dict[str, str]) -> dict[str, s
 
 def _locked_row(conn: Connection, project_id: str, server_id: str) -> dict[str, Any]:
     """The server's metadata for a change: row-locked on PostgreSQL (two changes do not lose each other's
-    pairs); an unknown, foreign or deleted server is 404 Ecs.0114."""
-    if not clock.is_uuid(server_id):
-        raise EcsError("Ecs.0114")
-    row = conn.execute(select(servers.c.metadata, servers.c.vm_state, servers.c.task_state, servers.c.job_id,
-                              servers.c.locked)
-                       .where(and_(servers.c.id == server_id, servers.c.project_id == project_id,
-                                   servers.c.deleted.is_(False))).with_for_update()).first()
-    if row is None:
-        raise EcsError("Ecs.0114")
-    if row.locked:
-        raise EcsError("Ecs.0605")
-    if row.vm_state not in (st.ACTIVE, st.STOPPED) or row.task_state is not None or row.job_id is not None:
-        raise EcsError("Ecs.0100", f"server {server_id} is {st.status_of(row.vm_state, row.task_state)}"
-                                   + (" with an operation in progress" if row.job_id else "")
-                                   + "; metadata can be changed when it is ACTIVE or SHUTOFF")
-    return orjson.loads(row.metadata)
+    pairs); Ecs.0114 / Ecs.0605 / Ecs.0100 as servers.lock_for_change says."""
+    return orjson.loads(srv.lock_for_change(conn, project_id, server_id, "metadata", servers.c.metadata).metadata)
 
 
 def _store(conn: Connection, server_id: str, metadata: dict[str, str]) -> dict[str, str]:

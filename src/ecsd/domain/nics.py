@@ -123,6 +123,29 @@ def default_network_id(project_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{project_id}/network"))
 
 
+NETWORKS_FROM_NEWEST = 2000
+
+
+def project_networks(conn: Connection, project_id: str) -> list[dict[str, Any]]:
+    """``GET /v2.1/{project_id}/os-networks`` (querying_networks.rst): the project's default network
+    and the networks its servers have NICs on (those of its newest :data:`NETWORKS_FROM_NEWEST`
+    servers: ecsd has no VPC service, so a network is known by the servers on it). Every address
+    field is null, as the reference says."""
+    found = {default_network_id(project_id): "default"}
+    rows = conn.execute(select(servers.c.addresses).where(and_(
+        servers.c.project_id == project_id, servers.c.deleted.is_(False)))
+        .order_by(servers.c.created_at.desc()).limit(NETWORKS_FROM_NEWEST))
+    for (addresses,) in rows:
+        for items in orjson.loads(addresses or "{}").values():
+            for a in items:
+                subnet = a.get("subnet_id")
+                if subnet and subnet not in found:
+                    found[subnet] = "network-" + subnet[:8]
+    nulls = dict.fromkeys(("broadcast", "cidr", "cidr_v6", "dns1", "dns2", "gateway", "gateway_v6", "netmask",
+                           "netmask_v6", "bridge"))
+    return [{"id": net, "label": label, **nulls} for net, label in found.items()]
+
+
 def _server_mentioning(conn: Connection, project_id: str, fragment: str) -> dict[str, Any] | None:
     row = conn.execute(select(servers.c.id, servers.c.addresses).where(and_(
         servers.c.project_id == project_id, servers.c.deleted.is_(False),

@@ -32,7 +32,7 @@ from ecsd.domain.errors import EcsError
 from ecsd.domain.keypairs import QUOTA as KEYPAIRS_PER_USER
 from ecsd.domain.metadata import MAX_PAIRS
 from ecsd.store.prepared import Prepared
-from ecsd.store.schema import projects
+from ecsd.store.schema import projects, server_groups
 
 RESOURCES = ("instances", "cores", "ram")
 DEFAULTS = {"instances": 2048, "cores": 20480, "ram": 25165824}   # querying_tenant_quotas.rst example
@@ -153,7 +153,9 @@ def absolute(conn: Connection, project_id: str) -> dict[str, Any]:
             "maxTotalRAMSize": q["ram"]["limit"],
             "totalInstancesUsed": q["instances"]["in_use"], "totalCoresUsed": q["cores"]["in_use"],
             "totalRAMUsed": q["ram"]["in_use"],
-            "totalFloatingIpsUsed": 0, "totalSecurityGroupsUsed": 1, "totalServerGroupsUsed": 0}
+            "totalFloatingIpsUsed": 0, "totalSecurityGroupsUsed": 1,
+            "totalServerGroupsUsed": conn.execute(select(func.count()).select_from(server_groups).where(
+                server_groups.c.project_id == project_id)).scalar_one()}
 
 
 def _quota_set(project_id: str, instances: int, cores: int, ram: int) -> dict[str, Any]:

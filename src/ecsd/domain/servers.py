@@ -217,3 +217,23 @@ def metadata_from_image(metadata: dict[str, Any], image: dict[str, Any]) -> dict
                 "metering.image_id": image["id"], "metering.imagetype": image["imagetype"],
                 "virtual_env_type": image["virtual_env_type"]})
     return out
+
+
+def lock_for_change(conn: Connection, project_id: str, server_id: str, what: str, *columns) -> Any:
+    """A live server of the project, row-locked on PostgreSQL, that may have ``what`` (its metadata, its
+    tags) changed in place: 404 Ecs.0114; locked Ecs.0605; not ACTIVE or SHUTOFF, or an operation in
+    progress, Ecs.0100. Returns the row's ``columns`` (besides the state columns)."""
+    if not clock.is_uuid(server_id):
+        raise EcsError("Ecs.0114")
+    row = conn.execute(select(servers.c.vm_state, servers.c.task_state, servers.c.job_id, servers.c.locked, *columns)
+                       .where(and_(servers.c.id == server_id, servers.c.project_id == project_id,
+                                   servers.c.deleted.is_(False))).with_for_update()).first()
+    if row is None:
+        raise EcsError("Ecs.0114")
+    if row.locked:
+        raise EcsError("Ecs.0605")
+    if row.vm_state not in (st.ACTIVE, st.STOPPED) or row.task_state is not None or row.job_id is not None:
+        raise EcsError("Ecs.0100", f"server {server_id} is {st.status_of(row.vm_state, row.task_state)}"
+                                   + (" with an operation in progress" if row.job_id else "")
+                                   + f"; {what} can be changed when it is ACTIVE or SHUTOFF")
+    return row

@@ -60,6 +60,7 @@ class JobContext:
     attempts: int
     driver: Any
     step: int = 0          # steps completed (checkpointed) so far
+    step_started: float = 0.0     # when the running step began (its event's start)
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,17 @@ def _fence_statement(columns: tuple[str, ...]):
     set of columns (statement construction costs more than the query on this hot path)."""
     return jobs.update().where(and_(jobs.c.job_id == bindparam("f_job"), jobs.c.owner == bindparam("f_owner"),
                                     jobs.c.status == st.JOB_RUNNING)).values(
-        {name: bindparam(f"v_{name}") for name in columns})
+        {name: (jobs.c.events + bindparam("v_events")) if name == "events" else bindparam(f"v_{name}")
+         for name in columns})
+
+
+def _event(name: str, start: float, error: str | None = None) -> str:
+    """One finished step, as ``jobs.events`` keeps them: JSON objects each followed by a comma, appended
+    by the statement that records the step (domain/actions.py reads them as the action's events)."""
+    item: dict[str, Any] = {"step": name, "start": start, "end": clock.now()}
+    if error is not None:
+        item["error"] = error
+    return orjson.dumps(item).decode() + ","
 
 
 def _fence(conn: Connection, job_id: str, holder: str, **values: Any) -> bool:
@@ -174,7 +185,7 @@ def settle_parent(conn: Connection, parent_id: str | None) -> None:
 
 
 def _checkpoint(conn: Connection, ctx: JobContext, owner: str, index: int, step: Step, last: bool) -> bool:
-    values: dict[str, Any] = {"step": index + 1}
+    values: dict[str, Any] = {"step": index + 1, "events": _event(step.name, ctx.step_started)}
     if last:
         values.update(status=st.JOB_SUCCESS, end_time=clock.now(), owner=None, lease_until=None)
     if not _fence(conn, ctx.job_id, owner, **values):
@@ -187,8 +198,10 @@ def _checkpoint(conn: Connection, ctx: JobContext, owner: str, index: int, step:
 
 
 def _fail(conn: Connection, ctx: JobContext, owner: str, jt: JobType, code: str, reason: str) -> bool:
+    step = jt.steps[ctx.step].name if ctx.step < len(jt.steps) else "job"
+    event = _event(step, ctx.step_started or clock.now(), f"{code}: {reason}"[:1024])
     if not _fence(conn, ctx.job_id, owner, status=st.JOB_FAIL, error_code=code, fail_reason=reason[:1024],
-                  end_time=clock.now(), owner=None, lease_until=None):
+                  end_time=clock.now(), owner=None, lease_until=None, events=event):
         return False
     if jt.on_fail is not None:
         jt.on_fail(conn, ctx, code, reason)
@@ -424,6 +437,7 @@ class Engine:
         last = len(jt.steps) - 1
         for index in range(job.step, len(jt.steps)):
             step = jt.steps[index]
+            ctx.step_started = clock.now()
             hook = self.step_hook
             if step.act is not None or hook is not None:
                 try:

@@ -30,6 +30,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Match
 
+from ecsd.domain.actions import caller
 from ecsd.domain.clock import new_hex_id
 from ecsd.domain.errors import EcsError, invalid, invalid_model
 from ecsd.domain.identity import Identity
@@ -315,6 +316,8 @@ def endpoint(auth: str = "project", *, ok: Statuses | None = None, body: Any = N
                     ident = await services.auth.authenticate(request)
                     if auth == "project":
                         services.auth.check_project(ident, request.path_params.get("project_id"))
+                    # who acts, for the operation history that acceptance records (domain/actions.py)
+                    caller.set((request.scope["state"]["request_id"], ident.user_id))
                 return await fn(request, Ctx(services, ident))
             except EcsError as err:
                 return error_response(err)

@@ -53,7 +53,9 @@ def _filters(request: Request) -> Filters:
     since = q.get("changes-since")
     return Filters(name=base.name, status=base.status, flavor=base.flavor, reservation_id=base.reservation_id,
                    ip=base.ip, image=q.get("image") or None,
-                   changes_since=parse_changes_since(since) if since else None)
+                   changes_since=parse_changes_since(since) if since else None,
+                   tags=base.tags, not_tags=base.not_tags,        # Nova's tag filters (2.26)
+                   tags_any=q.get("tags-any") or None, not_tags_any=q.get("not-tags-any") or None)
 
 
 async def _page(request: Request, ctx: Ctx, detail: bool) -> dict[str, Any]:

@@ -23,9 +23,10 @@ strictly, except that counts, sizes and flags may also come as the strings the r
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -33,7 +34,7 @@ from starlette.routing import Route
 from ecsd.domain import clock, idempotency, lifecycle, nics, security_groups
 from ecsd.http.core import Ctx, endpoint, json, no_content, parse, read_json
 from ecsd.http.server_views import nova_server_views, server_links
-from ecsd.http.servers import IDEMPOTENCY
+from ecsd.http.servers import IDEMPOTENCY, SchedulerHints
 
 _LAX = ConfigDict(extra="ignore", strict=True)     # create accepts (and ignores) fields it does not model
 _STRICT = ConfigDict(extra="forbid", strict=True)
@@ -142,6 +143,8 @@ class NovaServer(BaseModel):
 class NovaCreateBody(BaseModel):
     model_config = _LAX
     server: NovaServer
+    scheduler_hints: SchedulerHints | None = Field(
+        default=None, validation_alias=AliasChoices("os:scheduler_hints", "OS-SCH-HNT:scheduler_hints"))
 
 
 def _spec(project_id: str, s: NovaServer) -> tuple[lifecycle.ServerSpec, Any]:
@@ -168,6 +171,8 @@ async def nova_create_servers(request: Request, ctx: Ctx) -> Response:
     body = parse(NovaCreateBody, await read_json(request, ctx.services.settings.max_body_bytes))
     pid = ctx.ident.project_id
     spec, networks = _spec(pid, body.server)
+    if body.scheduler_hints is not None:
+        spec = replace(spec, group=body.scheduler_hints.group)
     token = request.headers.get("x-client-token")
     if token is not None:
         token = idempotency.check_token(token)

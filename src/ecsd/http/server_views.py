@@ -3,7 +3,7 @@
 :func:`server_view` is the v1 ``server`` object; :func:`nova_server_view` makes the Nova one from it.
 
 A v1 list page is built as bytes from one encoded JSON fragment per server. A server's view is a pure
-function of its row, its attached disks and its flavor's name, vcpus and ram, so the fragments of the
+function of its row, its attached disks, its flavor's name, vcpus and ram and its tags, so the fragments of the
 5,000 servers listed last are kept with exactly those values and reused only while a fresh read of
 them is equal: a changed row, disk or flavor makes a new fragment, never a stale one, whichever process
 or job changed it.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ import orjson
 from ecsd.domain import clock, sealing, security_groups
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
+from ecsd.domain import tags as server_tags
 from ecsd.domain.flavors import get_flavor, shown_specs
 from ecsd.domain.listing import PAGE_COLUMNS, Page, page_server
 from ecsd.http.core import Ctx
@@ -28,8 +30,10 @@ from ecsd.http.core import Ctx
 HOST = "ecsd"
 
 
-def server_view(s: dict[str, Any], flavor: dict[str, Any] | None, vols: list[dict[str, Any]]) -> dict[str, Any]:
-    """The v1 ``server`` object (data_structure_for_querying_details_about_ecss.rst)."""
+def server_view(s: dict[str, Any], flavor: dict[str, Any] | None, vols: list[dict[str, Any]],
+                tags: Sequence[str] = ()) -> dict[str, Any]:
+    """The v1 ``server`` object (data_structure_for_querying_details_about_ecss.rst); ``tags`` as shown,
+    ``key=value`` or ``key`` (domain/tags.py)."""
     fault = s["fault"] if s["vm_state"] == st.ERROR else None
     return {
         "id": s["id"], "name": s["name"], "description": s["description"],
@@ -58,7 +62,7 @@ def server_view(s: dict[str, Any], flavor: dict[str, Any] | None, vols: list[dic
         "tenant_id": s["project_id"], "user_id": s["user_id"], "hostId": host_id(s["project_id"]),
         "host_status": "UP", "config_drive": "", "accessIPv4": "", "accessIPv6": "",
         "security_groups": security_groups.server_groups(s["project_id"]),
-        "tags": [], "sys_tags": [{"key": "_sys_enterprise_project_id", "value": "0"}], "os:scheduler_hints": {},
+        "tags": list(tags), "sys_tags": [{"key": "_sys_enterprise_project_id", "value": "0"}], "os:scheduler_hints": {},
         "enterprise_project_id": "0",
         "created": clock.iso_s(s["created_at"]), "updated": clock.iso_s(s["updated_at"]),
     }
@@ -111,16 +115,18 @@ async def server_views(ctx: Ctx, rows: list[dict[str, Any]]) -> list[dict[str, A
     """The v1 views of these server rows (their disks and flavors read in one transaction)."""
     if not rows:
         return []
-    vols, flavors = await _disks_and_flavors(ctx, rows)
-    return [server_view(r, flavors[r["flavor_id"]], vols[r["id"]]) for r in rows]
+    vols, flavors, tags = await _disks_and_flavors(ctx, rows)
+    return [server_view(r, flavors[r["flavor_id"]], vols[r["id"]], tags.get(r["id"], ())) for r in rows]
 
 
-async def _disks_and_flavors(ctx: Ctx, rows: list[dict[str, Any]]) -> tuple[dict, dict]:
-    """The attached disks of these servers and their flavors, read in one transaction."""
+async def _disks_and_flavors(ctx: Ctx, rows: list[dict[str, Any]]) -> tuple[dict, dict, dict[str, list[str]]]:
+    """The attached disks of these servers, their flavors and their tags (as shown), read in one transaction."""
     def load(conn):
-        vols = srv.attached_volumes(conn, [r["id"] for r in rows])
+        ids = [r["id"] for r in rows]
+        vols = srv.attached_volumes(conn, ids)
         flavors = {fid: get_flavor(conn, fid) for fid in {r["flavor_id"] for r in rows}}
-        return vols, flavors
+        tags = {sid: [t.shown() for t in found] for sid, found in server_tags.tags_of(conn, ids).items()}
+        return vols, flavors, tags
 
     return await ctx.services.store.read(load)
 
@@ -134,19 +140,20 @@ async def nova_server_views(ctx: Ctx, rows: list[dict[str, Any]]) -> list[dict[s
     """The Nova views of these server rows (with their flavors' extra specs, which Nova shows)."""
     if not rows:
         return []
-    vols, flavors = await _disks_and_flavors(ctx, rows)
+    vols, flavors, tags = await _disks_and_flavors(ctx, rows)
     base = ctx.services.settings.endpoint
     out = []
     for r in rows:
         flavor = flavors[r["flavor_id"]]
-        out.append(nova_server_view(server_view(r, flavor, vols[r["id"]]), base,
+        out.append(nova_server_view(server_view(r, flavor, vols[r["id"]], tags.get(r["id"], ())), base,
                                     shown_specs(flavor) if flavor else {}))
     return out
 
 
 def nova_server_view(view: dict[str, Any], base: str, extra_specs: dict[str, str] | None = None) -> dict[str, Any]:
     """The native (Nova) ``server`` object, made from the v1 view of the same server and its flavor's
-    extra specs (``flavor.extra_specs``, microversion 2.47)."""
+    extra specs (``flavor.extra_specs``, microversion 2.47). ``tags`` (2.26) is shown whatever the
+    microversion: the views are built without the request."""
     pid, sid = view["tenant_id"], view["id"]
     out = {k: v for k, v in view.items() if k not in ("sys_tags", "enterprise_project_id", "os:scheduler_hints")}
     out["image"] = {"id": view["image"]["id"],
@@ -175,7 +182,7 @@ def nova_server_view(view: dict[str, Any], base: str, extra_specs: dict[str, str
 
 _ID, _FLAVOR = PAGE_COLUMNS.index("id"), PAGE_COLUMNS.index("flavor_id")
 MEMO_SIZE = 5000
-# server id -> ((row, disks, flavor), the orjson of its view), the MEMO_SIZE servers listed last. Kept
+# server id -> ((row, disks, flavor, tags), the orjson of its view), the MEMO_SIZE servers listed last. Kept
 # by id and compared in full: comparing a fresh row with the kept one costs less than hashing it.
 # The lock matters only when several event loops share the process (tests).
 _fragments: OrderedDict[str, tuple[tuple, bytes]] = OrderedDict()
@@ -183,21 +190,21 @@ _fragments_lock = threading.Lock()
 _NO_DISKS: list = []
 
 
-def _fragment(row: tuple, vols: list, flavor: tuple | None) -> bytes:
+def _fragment(row: tuple, vols: list, flavor: tuple | None, tags: tuple[str, ...]) -> bytes:
     view = server_view(page_server(row),
                        None if flavor is None else {"name": flavor[0], "vcpus": flavor[1], "ram": flavor[2]},
-                       [{"id": v[0], "boot_index": v[1], "device": v[2]} for v in vols])
+                       [{"id": v[0], "boot_index": v[1], "device": v[2]} for v in vols], tags)
     return orjson.dumps(view)
 
 
 def list_body(page: Page) -> bytes:
     """``{"count": N, "servers": [views]}`` encoded, as ``orjson.dumps`` of the views would be."""
-    memo, volumes, flavors = _fragments, page.volumes, page.flavors
+    memo, volumes, flavors, tags = _fragments, page.volumes, page.flavors, page.tags
     parts = []
     with _fragments_lock:
         for row in page.rows:
             sid = row[_ID]
-            inputs = (row, volumes.get(sid, _NO_DISKS), flavors.get(row[_FLAVOR]))
+            inputs = (row, volumes.get(sid, _NO_DISKS), flavors.get(row[_FLAVOR]), tags.get(sid, ()))
             kept = memo.get(sid)
             if kept is not None and kept[0] == inputs:
                 fragment = kept[1]

@@ -67,6 +67,14 @@ class DataVolume(RootVolume):
     size: int = Field(ge=10, le=32768)
 
 
+class SchedulerHints(BaseModel):
+    """``os:scheduler_hints`` of a create (v1 and Nova): ``group`` puts the servers into that ECS group."""
+
+    model_config = _LAX
+    group: str | None = None
+    _g = field_validator("group")(classmethod(lambda cls, v: v if v is None else _uuid(v)))
+
+
 class ServerCreate(BaseModel):
     model_config = _LAX
     name: str
@@ -83,6 +91,7 @@ class ServerCreate(BaseModel):
     availability_zone: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict, max_length=10)
     description: str = ""
+    scheduler_hints: SchedulerHints | None = Field(default=None, alias="os:scheduler_hints")
 
     _ids = field_validator("imageRef", "vpcid")(classmethod(lambda cls, v: _uuid(v)))
 
@@ -115,7 +124,8 @@ async def create_servers(request: Request, ctx: Ctx) -> Response:
         size=s.root_volume.size or None,
         data_volumes=tuple(lifecycle.DataVolume(d.volumetype, d.size) for d in s.data_volumes),
         key_name=s.key_name, admin_pass=s.adminPass, user_data=s.user_data, count=s.count,
-        availability_zone=s.availability_zone, metadata=s.metadata, description=s.description)
+        availability_zone=s.availability_zone, metadata=s.metadata, description=s.description,
+        group=s.scheduler_hints.group if s.scheduler_hints else None)
 
     token = request.headers.get("x-client-token")
     if token is not None:

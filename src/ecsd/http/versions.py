@@ -1,4 +1,5 @@
-"""Version documents: ``GET /`` and ``GET /v2.1`` (Nova style) and ``GET /v1`` (the ECS API).
+"""Version documents: ``GET /`` (Nova style) and ``GET /{api_version}``: ``/v1`` (the ECS API),
+``/v2`` and ``/v2.1``.
 
 openstacksdk and python-openstackclient read the compute microversion range from ``GET /v2.1``
 (the catalog URL without its project id) and then send the highest microversion both sides know.
@@ -15,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
+from ecsd.domain.errors import EcsError
 from ecsd.http.core import Ctx, endpoint, json
 
 MIN_MICROVERSION = "2.1"
@@ -53,22 +55,28 @@ async def all_versions(_request: Request, ctx: Ctx):
     return json({"versions": [v20_entry(base), v21_entry(base)]})
 
 
-@endpoint(auth="none", ok=200)
-async def version_v21(_request: Request, ctx: Ctx):
-    """``GET /v2.1``: the v2.1 API and its microversion range."""
-    return json({"version": v21_entry(_base(ctx), described=True)})
+def _v20_described(base: str) -> dict[str, Any]:
+    return {**v20_entry(base), "media-types": _MEDIA_TYPES[:1]}
 
 
-@endpoint(auth="none", ok=200)
-async def version_v1(_request: Request, ctx: Ctx):
-    """``GET /v1``: the ECS v1 API (no microversions)."""
-    return json({"version": v1_entry(_base(ctx))})
+_NAMED = {"v1": lambda base: v1_entry(base), "v2": _v20_described, "v2.0": _v20_described,
+          "v2.1": lambda base: v21_entry(base, described=True)}
 
 
-routes = [
-    Route("/", all_versions, methods=["GET"]),
-    Route("/v2.1", version_v21, methods=["GET"]),
-    Route("/v2.1/", version_v21, methods=["GET"]),
-    Route("/v1", version_v1, methods=["GET"]),
-    Route("/v1/", version_v1, methods=["GET"]),
-]
+@endpoint(auth="none", ok=200, errors=404)
+async def show_version(request: Request, ctx: Ctx):
+    """``GET /{api_version}`` (querying_a_specified_api_version.rst): ``/v1``, ``/v2`` and ``/v2.1``,
+    in any case (the reference writes "V2"); any other name is 404 Common.0404, as an unknown path."""
+    name = request.path_params.get("api_version") or request.scope["path"].strip("/")
+    entry = _NAMED.get(name.lower())
+    if entry is None:
+        raise EcsError("Common.0404")
+    return json({"version": entry(_base(ctx))})
+
+
+routes = [Route("/", all_versions, methods=["GET"])]
+# With a trailing slash, only the names served: another "/x/" must still get Starlette's redirect to "/x".
+routes += [Route(f"/{name}/", show_version, methods=["GET"]) for name in ("v1", "v2", "v2.0", "v2.1")]
+
+# A parameter in the first segment matches every one-segment path: app.py puts this after all other routes.
+named_routes = [Route("/{api_version}", show_version, methods=["GET"])]

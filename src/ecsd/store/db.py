@@ -20,6 +20,7 @@ runs on a thread of its own with a deadline, and never takes the write lock.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import os
@@ -206,8 +207,9 @@ class Store:
         the commit, the dearest part of a short write, is paid once per turn instead of per call.
         """
         if self._pool is not None:
+            # in the caller's context: domain functions read its context variables (domain/actions.py)
             return await asyncio.get_running_loop().run_in_executor(
-                self._pool, functools.partial(self.run_sync, fn, *args, **kwargs))
+                self._pool, functools.partial(contextvars.copy_context().run, self.run_sync, fn, *args, **kwargs))
         batch = self._batch
         if batch is None:
             try:

@@ -41,6 +41,7 @@ class _Sql:
     joined_by_id: str
     volumes: str
     flavors: str
+    tags: str
 
 
 def _sql(p: str, values_in: Callable[[int], str], by_rowid: bool, false: str, id_order: str,
@@ -58,7 +59,8 @@ def _sql(p: str, values_in: Callable[[int], str], by_rowid: bool, false: str, id
         # the order of servers.attached_volumes
         volumes=("SELECT server_id, id, boot_index, device FROM volumes WHERE server_id {values} "
                  "ORDER BY server_id, boot_index IS NULL, boot_index, device"),
-        flavors="SELECT id, name, vcpus, ram FROM flavors WHERE id {values}")
+        flavors="SELECT id, name, vcpus, ram FROM flavors WHERE id {values}",
+        tags="SELECT server_id, key, value FROM server_tags WHERE server_id {values}")
 
 
 @functools.lru_cache(maxsize=64)
@@ -133,3 +135,13 @@ def flavors(conn: Connection, flavor_ids: list[str]) -> dict[str, Flavor | None]
     out: dict[str, Flavor | None] = dict.fromkeys(flavor_ids)
     out.update((f[0], f[1:]) for f in _run_in(dbapi, sql, sql.flavors, flavor_ids))
     return out
+
+
+def tags(conn: Connection, server_ids: list[str]) -> dict[str, tuple[str, ...]]:
+    """server id -> its tags as a view shows them (``key=value``, or ``key`` for an empty value), by key
+    in code point order (sorted here: the databases' collations differ); a server without tags is absent."""
+    dbapi, sql = _dialect(conn)
+    out: dict[str, list[tuple[str, str]]] = {}
+    for sid, key, value in _run_in(dbapi, sql, sql.tags, server_ids):
+        out.setdefault(sid, []).append((key, value))
+    return {sid: tuple(k if v == "" else f"{k}={v}" for k, v in sorted(pairs)) for sid, pairs in out.items()}

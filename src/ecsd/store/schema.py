@@ -226,6 +226,8 @@ jobs = Table(
     Column("created_at", Float, nullable=False),
     Column("begin_time", Float, nullable=True),
     Column("end_time", Float, nullable=True),
+    # the finished steps, each a JSON object followed by a comma (engine.py: _event; domain/actions.py)
+    Column("events", Text, nullable=False, server_default=text("''")),
 )
 Index("ix_jobs_parent", jobs.c.parent_id)
 Index("ix_jobs_claim", jobs.c.runnable, jobs.c.status, jobs.c.created_at)
@@ -262,3 +264,58 @@ emulator_snapshots = Table(
     Column("created_at", Float, nullable=False),
     Column("body", LargeBinary, nullable=False),
 )
+
+# Server groups (domain/server_groups.py): a project's anti-affinity groups and their members. A
+# server is in at most one group (the primary key); a deleted server leaves its group.
+server_groups = Table(
+    "server_groups", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(32), ForeignKey("projects.id"), nullable=False),
+    Column("user_id", String(32), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("policies", Text, nullable=False),                # JSON list, ["anti-affinity"]
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_server_groups_project", server_groups.c.project_id, server_groups.c.created_at, server_groups.c.id)
+
+server_group_members = Table(
+    "server_group_members", metadata,
+    Column("server_id", String(36), ForeignKey("servers.id"), primary_key=True),
+    Column("group_id", String(36), ForeignKey("server_groups.id"), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_server_group_members_group", server_group_members.c.group_id, server_group_members.c.created_at)
+
+# Automatic recovery of a server (the discarded /autorecovery API): a row only once it was set.
+server_auto_recovery = Table(
+    "server_auto_recovery", metadata,
+    Column("server_id", String(36), ForeignKey("servers.id"), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+)
+
+# A server's tags (domain/tags.py): the v1 API's key/value pairs and Nova's one-string tags (a key with
+# an empty value) in one table, so that each API shows the other's. Rows of a deleted server are not
+# read (every read joins the live server); a removed server row takes its tags with it.
+server_tags = Table(
+    "server_tags", metadata,
+    Column("server_id", String(36), ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", String(255), nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+)
+
+# Operation history (domain/actions.py): one row per operation on a server, kept after the server and
+# its job are gone; the events are the job's (``jobs.events``) or, without a job, the action itself.
+instance_actions = Table(
+    "instance_actions", metadata,
+    Column("server_id", String(36), primary_key=True),
+    Column("request_id", String(40), primary_key=True),
+    Column("project_id", String(32), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("user_id", String(32), nullable=False),
+    Column("job_id", String(32), nullable=True),
+    Column("start_time", Float, nullable=False),
+    Column("finish_time", Float, nullable=True),
+)
+Index("ix_instance_actions_server", instance_actions.c.project_id, instance_actions.c.server_id,
+      instance_actions.c.start_time)
