@@ -240,6 +240,11 @@ def changeos_params(img: dict[str, Any], old_volume: str, size: int, admin_pass:
             "user_data": None, "byol": False, "encrypted": False, "cmk_id": None}
 
 
+# A finished change OS's step events as the engine appends them (engine.py: _event), times made up.
+_EVENTS = "".join(f'{{"step":"{name}","start":T0,"end":T0}},' for name in
+                  ("stop", "create_disk", "inject", "swap_disk", "delete_old_disk", "start"))
+
+
 def seed_finished_jobs(engine: Engine, creds: dict, pairs: list[tuple[str, str]], count: int, *,
                        image: str = DEBIAN) -> list[str]:
     """``count`` finished (SUCCESS) change-OS jobs to ``image``, spread over the servers ``pairs``
@@ -277,7 +282,7 @@ def seed_finished_jobs(engine: Engine, creds: dict, pairs: list[tuple[str, str]]
                    "runnable": True, "server_id": sid, "status": "SUCCESS", "params": params,
                    "step": CHANGE_OS_STEPS, "owner": None, "lease_until": None, "attempts": 1,
                    "error_code": None, "fail_reason": None, "created_at": t, "begin_time": t,
-                   "end_time": t + 6.5}
+                   "end_time": t + 6.5, "events": _EVENTS.replace("T0", f"{t:.3f}")}
 
     bulk_insert(engine, jobs, rows(), raw=True)
     return ids

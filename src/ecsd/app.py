@@ -153,8 +153,10 @@ def write_credentials(settings: Settings, creds: dict) -> str:
 
 
 def make_emulator(settings: Settings, engine: Engine, driver: Any, log: RequestLog | None) -> Emulator | None:
-    if log is None:
+    if not settings.emulator_enabled:
         return None
+    if log is None:
+        log = RequestLog(1)         # ECSD_REQUEST_LOG_SIZE=0: nothing is ever added to it
     token = settings.operator_token or operator_token(access_keys.raw_secret_key(settings))
     return Emulator(Controls(engine, driver, settings.sim_delay), log, token)
 
@@ -209,7 +211,8 @@ def create_app(settings: Settings) -> Starlette:
             store.close()
 
     # The request log records from the first request (emulator/requests.py); only with the emulator.
-    request_log = RequestLog(int(number("ECSD_REQUEST_LOG_SIZE", 1000, int))) if settings.emulator_enabled else None
+    log_size = number("ECSD_REQUEST_LOG_SIZE", 1000, int) if settings.emulator_enabled else 0
+    request_log = RequestLog(log_size) if log_size else None       # 0: no request log
     routes = []
     # limits before servers: /cloudservers/limits is not a server id
     # server_groups and tags before servers: /cloudservers/os-server-groups and /cloudservers/tags are not ids

@@ -25,6 +25,7 @@ from ecsd.domain import clock
 from ecsd.domain import states as st
 from ecsd.domain.errors import EcsError
 from ecsd.domain.identity import Identity
+from ecsd.store.prepared import Prepared
 from ecsd.store.schema import instance_actions, jobs, servers
 
 CREATE, DELETE, START, STOP, REBOOT, REBUILD = "create", "delete", "start", "stop", "reboot", "rebuild"
@@ -41,6 +42,11 @@ BY_JOB_TYPE = {
 caller: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("ecsd_caller", default=None)
 
 
+# A prepared statement (store/prepared.py): every accepted operation on a server records an action.
+_INSERT = Prepared(instance_actions.insert(), keys=("request_id", "server_id", "project_id", "action", "user_id",
+                                                    "job_id", "start_time", "finish_time"))
+
+
 def request_id_of(raw: str | None) -> str:
     return f"req-{raw}" if raw else f"req-{clock.new_hex_id()}"
 
@@ -50,9 +56,10 @@ def record(conn: Connection, ident: Identity, server_id: str, action: str, job_i
     request being served (:data:`caller`; outside a request, e.g. a seed file, a request id of its own)."""
     who = caller.get()
     now = clock.now()
-    conn.execute(instance_actions.insert().values(
-        request_id=request_id_of(who[0] if who else None), server_id=server_id, project_id=ident.project_id,
-        action=action, user_id=ident.user_id, job_id=job_id, start_time=now, finish_time=None if job_id else now))
+    _INSERT.execute(conn, {
+        "request_id": request_id_of(who[0] if who else None), "server_id": server_id,
+        "project_id": ident.project_id, "action": action, "user_id": ident.user_id, "job_id": job_id,
+        "start_time": now, "finish_time": None if job_id else now})
 
 
 def record_job(conn: Connection, ident: Identity, server_id: str, job_type: str, job_id: str) -> None:

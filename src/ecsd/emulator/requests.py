@@ -2,7 +2,7 @@
 
 An ASGI middleware (installed with the emulator only) records method, path, query, status, request
 id, duration and the JSON body (up to 16 KiB) of each request outside ``/_ecsd/``, in a bounded ring
-(``ECSD_REQUEST_LOG_SIZE``, default 1,000). Secrets in bodies (passwords, admin passwords, user
+(``ECSD_REQUEST_LOG_SIZE``, default 1,000; 0: no log, no middleware). Secrets in bodies (passwords, admin passwords, user
 data, secret keys) are masked before they are kept. Nothing is written anywhere.
 """
 
@@ -32,24 +32,30 @@ def _mask(value: Any) -> Any:
 
 
 class RequestLog:
+    """The raw record of each call (a tuple, kept cheaply on the request path); formatted when read."""
+
     def __init__(self, size: int = 1000) -> None:
-        self.entries: deque[dict] = deque(maxlen=max(1, size))
+        self.entries: deque[tuple] = deque(maxlen=max(1, size))
         self._seq = itertools.count(1)
 
-    def add(self, entry: dict) -> None:
-        entry["seq"] = next(self._seq)
-        self.entries.append(entry)
+    def add(self, *raw: Any) -> None:
+        self.entries.append((next(self._seq), *raw))
 
     def clear(self) -> None:
         self.entries.clear()
 
     def since(self, seq: int = 0) -> list[dict]:
-        return [e for e in self.entries if e["seq"] > seq]
+        return [_entry(e) for e in list(self.entries) if e[0] > seq]
 
 
-def _body(raw: bytes, truncated: bool) -> Any:
-    if truncated:
-        return None
+def _entry(e: tuple) -> dict:
+    seq, wall, method, path, query, status, request_id, took, chunks, size = e
+    return {"seq": seq, "time": clock.iso_ms(wall), "method": method, "path": path,
+            "query": query.decode("latin-1"), "status": status, "request_id": request_id,
+            "duration_ms": round(took * 1000, 3), "body": None if size > MAX_BODY else _body(b"".join(chunks))}
+
+
+def _body(raw: bytes) -> Any:
     if not raw:
         return None
     try:
@@ -59,7 +65,8 @@ def _body(raw: bytes, truncated: bool) -> Any:
 
 
 class RequestLogMiddleware:
-    """Pure ASGI, outside the router: sees every request, including refused ones (401, 404)."""
+    """Pure ASGI, outside the router: sees every request, including refused ones (401, 404). On the
+    request path it only keeps references (the body's chunks, the status); reading the log formats."""
 
     def __init__(self, app, log: RequestLog) -> None:
         self.app = app
@@ -70,32 +77,25 @@ class RequestLogMiddleware:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         chunks: list[bytes] = []
-        size = 0
-        status = 0
+        box = [0, 0]         # status, body size
 
         async def recording_receive():
-            nonlocal size
             message = await receive()
-            if message["type"] == "http.request":
-                body = message.get("body", b"")
-                size += len(body)
-                if size <= MAX_BODY:
+            body = message.get("body")
+            if body:
+                box[1] += len(body)
+                if box[1] <= MAX_BODY:
                     chunks.append(body)
             return message
 
         async def recording_send(message):
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
+                box[0] = message["status"]
             await send(message)
 
         try:
             await self.app(scope, recording_receive, recording_send)
         finally:
-            state = scope.get("state") or {}
-            self.log.add({
-                "time": clock.iso_ms(clock.now()), "method": scope["method"], "path": scope["path"],
-                "query": scope.get("query_string", b"").decode("latin-1"), "status": status,
-                "request_id": state.get("request_id"),
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                "body": _body(b"".join(chunks), size > MAX_BODY)})
+            self.log.add(time.time(), scope["method"], scope["path"], scope.get("query_string", b""), box[0],
+                         (scope.get("state") or {}).get("request_id"), time.perf_counter() - started, chunks,
+                         box[1])
