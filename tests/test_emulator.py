@@ -94,6 +94,7 @@ def test_with_the_emulator_off_the_controls_do_not_exist(settings):
 
 # --- faults ----------------------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(("body", "says"), [
     ({"operation": "formatDisk", "code": "Ecs.0226"}, "unknown operation"),
     ({"operation": "changeOS", "code": "Ecs.0226", "step": "defrag"}, "has no step"),
@@ -153,6 +154,7 @@ def test_a_hold_needs_an_operation_for_its_step(op):
     assert_error(op.call("POST", "/holds", json={"step": "start"}), 400, "Ecs.0005")
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("seconds", [-1, 601, "1", None])
 def test_a_step_delay_out_of_range_is_refused(op, seconds):
     assert_error(op.call("PUT", "/step-delay", json={"seconds": seconds}), 400, "Ecs.0005")
@@ -217,6 +219,7 @@ def test_a_seed_is_all_or_nothing(op, api):
     assert_error(op.call("POST", "/seed", json={"users": SEED["users"]}), 409, "Common.0409")
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(("raw", "ctype", "code"), [
     (b"servers: [", "application/yaml", "Ecs.0005"),
     (b"- a list", "application/yaml", "Ecs.0005"),

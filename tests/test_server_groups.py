@@ -106,6 +106,7 @@ def test_nova_create_show_list_and_delete(api):
     assert_error(api.delete(f"{NOVA}/{group['id']}"), 404, "Ecs.0313")
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("path", [V1, NOVA])
 @pytest.mark.parametrize("group", [
     {"name": "g", "policies": ["affinity"]},
