@@ -35,13 +35,11 @@ DEFAULT_REF = os.path.join(ROOT, "..", "shared", "reference", "ecs-api-ref")
 
 # (METHOD, path) -> what is missing. Keep it honest: everything here is served, but not all of it.
 NOTES = {
-    ("POST", "/v1/{project_id}/cloudservers"): "partial: no EIP (`publicip`), security groups, tags or "
-                                               "scheduler hints; networks are not checked (no VPC service); "
-                                               "`X-Client-Token` makes it idempotent",
+    ("POST", "/v1/{project_id}/cloudservers"): "partial: no EIP (`publicip`), security groups or tags at "
+                                               "create; of the scheduler hints only `group`; networks are not "
+                                               "checked (no VPC service); `X-Client-Token` makes it idempotent",
     ("POST", "/v1/{project_id}/cloudservers/delete"): "partial: `delete_publicip` accepted and ignored (no EIPs)",
-    ("GET", "/v1/{project_id}/cloudservers/detail"): "partial: servers carry no tags yet (`tags` matches "
-                                                     "nothing, `not-tags` everything); `enterprise_project_id` "
-                                                     "is ignored",
+    ("GET", "/v1/{project_id}/cloudservers/detail"): "partial: `enterprise_project_id` is ignored",
     ("POST", "/v2/{project_id}/cloudservers/{server_id}/changeos"): "encryption keys are checked, not applied "
                                                                     "(no KMS)",
     ("POST", "/v2/{project_id}/cloudservers/{server_id}/reinstallos"): "encryption keys are checked, not applied "
