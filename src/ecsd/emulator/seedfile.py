@@ -150,7 +150,7 @@ def load_file(path: str) -> Seed:
 
 # --- the CPU-heavy part, before the transaction -------------------------------------------------------
 
-class Prepared:
+class PreparedSeed:
     def __init__(self, seed: Seed) -> None:
         self.seed = seed
         self.password_hashes = [hash_password(u.password) for u in seed.users]
@@ -164,8 +164,10 @@ class Prepared:
                 self.keys.append(kp.generate("ssh", k.name))
 
 
-def prepare(seed: Seed) -> Prepared:
-    return Prepared(seed)
+def prepare(raw: bytes, yaml_text: bool) -> PreparedSeed:
+    """Parse and prepare in one call: what the HTTP handler runs off the event loop (a 4 MiB YAML
+    document, scrypt hashes and RSA keys are all CPU work)."""
+    return PreparedSeed(parse(raw, yaml_text))
 
 
 # --- applying ------------------------------------------------------------------------------------------
@@ -208,10 +210,10 @@ def _project(conn: Connection, domain: str, name: str | None) -> dict:
     return project
 
 
-def apply(conn: Connection, seed: Seed | Prepared, box: Fernet | None) -> dict[str, Any]:
+def apply(conn: Connection, seed: Seed | PreparedSeed, box: Fernet | None) -> dict[str, Any]:
     """Write the seed in the caller's transaction. Returns what was made, with the ids (and the
     secrets that exist only now: access keys' SKs, generated private keys)."""
-    prepared = seed if isinstance(seed, Prepared) else prepare(seed)
+    prepared = seed if isinstance(seed, PreparedSeed) else PreparedSeed(seed)
     doc = prepared.seed
     out: dict[str, Any] = {"domains": [], "projects": [], "users": [], "images": [], "keypairs": [],
                            "servers": []}

@@ -42,7 +42,7 @@ class Emulator:
         services.engine.notify()
         return {**result, "abandoned_jobs": abandoned}
 
-    async def seed(self, services: Any, prepared: seedfile.Prepared, box: Any) -> dict:
+    async def seed(self, services: Any, prepared: seedfile.PreparedSeed, box: Any) -> dict:
         out = await services.store.run(seedfile.apply, prepared, box)
         listing.forget(services.store.engine)
         return out

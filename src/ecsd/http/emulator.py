@@ -124,11 +124,9 @@ async def seed(request: Request, ctx: Ctx, emu: Any) -> Response:
     raw = b"".join(chunks)
     if not raw.strip():
         raise EcsError("Common.0002")
-    doc = seedfile.parse(raw, media in _YAML_TYPES)
-    settings = ctx.services.settings
-    # Password hashes and generated keys are CPU work: off the event loop.
-    prepared = await run_in_threadpool(seedfile.prepare, doc)
-    box = access_keys.secret_box(settings) if any(u.access_key for u in doc.users) else None
+    # Parsing (YAML), password hashes and generated keys are CPU work: off the event loop.
+    prepared = await run_in_threadpool(seedfile.prepare, raw, media in _YAML_TYPES)
+    box = access_keys.secret_box(ctx.services.settings) if any(u.access_key for u in prepared.seed.users) else None
     return json({"seeded": await emu.seed(ctx.services, prepared, box)}, status=201)
 
 

@@ -19,7 +19,7 @@ from ecsd.http.core import Ctx, endpoint, no_content, parse, read_json
 
 
 class MonitorBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=False)
+    model_config = ConfigDict(extra="forbid", strict=True)
     monitor_metrics: str | None = Field(None, alias="monitorMetrics", max_length=255)
 
 
