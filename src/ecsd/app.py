@@ -35,6 +35,8 @@ from ecsd.engine.engine import Engine
 from ecsd.envvars import number
 from ecsd.http import (
     changeos,
+    consoles,
+    disks,
     emulator,
     flavors,
     health,
@@ -50,10 +52,12 @@ from ecsd.http import (
     nova,
     nova_lifecycle,
     openapi,
+    resize,
     server_groups,
     servers,
     tags,
     versions,
+    volumes,
 )
 from ecsd.http.auth import Authenticator
 from ecsd.http.core import (
@@ -216,9 +220,10 @@ def create_app(settings: Settings) -> Starlette:
     routes = []
     # limits before servers: /cloudservers/limits is not a server id
     # server_groups and tags before servers: /cloudservers/os-server-groups and /cloudservers/tags are not ids
-    for module in (health, versions, identity, images, flavors, keypairs, limits, server_groups, tags, servers,
-                   nova, metadata, nics, monitoring, changeos, jobs, nova_lifecycle, instance_actions, openapi,
-                   emulator):
+    # volumes, disks, nics, resize and consoles before servers too: /cloudservers/nics/{nic_id} is not a server
+    for module in (health, versions, identity, images, flavors, keypairs, limits, server_groups, tags, volumes,
+                   disks, nics, resize, consoles, servers, nova, metadata, monitoring, changeos, jobs,
+                   nova_lifecycle, instance_actions, openapi, emulator):
         routes.extend(module.routes)
     routes.extend(versions.named_routes)     # GET /{api_version}: last, it matches any one-segment path
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={

@@ -30,11 +30,16 @@ from ecsd.store.schema import instance_actions, jobs, servers
 
 CREATE, DELETE, START, STOP, REBOOT, REBUILD = "create", "delete", "start", "stop", "reboot", "rebuild"
 LOCK, UNLOCK = "lock", "unlock"
+ATTACH_VOLUME, DETACH_VOLUME = "attach_volume", "detach_volume"
+ATTACH_INTERFACE, DETACH_INTERFACE = "attach_interface", "detach_interface"
+RESIZE, CONFIRM_RESIZE, REVERT_RESIZE = "resize", "confirmResize", "revertResize"
 # The job type of each per-server operation -> the action it is for a user.
 BY_JOB_TYPE = {
     st.CREATE_SINGLE_SERVER: CREATE, st.DELETE_SINGLE_SERVER: DELETE, st.START_SINGLE_SERVER: START,
     st.STOP_SINGLE_SERVER: STOP, st.REBOOT_SINGLE_SERVER: REBOOT, st.CHANGE_OS: REBUILD,
-    st.REINSTALL_OS: REBUILD,
+    st.REINSTALL_OS: REBUILD, st.ATTACH_VOLUME: ATTACH_VOLUME, st.DETACH_VOLUME: DETACH_VOLUME,
+    st.ADD_NICS: ATTACH_INTERFACE, st.DELETE_NICS: DETACH_INTERFACE, st.RESIZE_SERVER: RESIZE,
+    st.CONFIRM_RESIZE: CONFIRM_RESIZE, st.REVERT_RESIZE: REVERT_RESIZE,
 }
 
 # The request being served and its user, set by the HTTP edge (http/core.py: endpoint), so that acceptance

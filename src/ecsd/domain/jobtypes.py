@@ -6,10 +6,10 @@ from ecsd.engine.engine import JobType
 
 
 def all_job_types() -> dict[str, JobType]:
-    from ecsd.domain import changeos, lifecycle
+    from ecsd.domain import attachments, batch, changeos, lifecycle, nic_changes, resize, volumes
 
     types: dict[str, JobType] = {}
-    for module in (changeos, lifecycle):
+    for module in (changeos, lifecycle, batch, volumes, attachments, nic_changes, resize):
         for jt in module.JOB_TYPES:
             types[jt.name] = jt
     return types

@@ -1,18 +1,19 @@
-"""Server lifecycle: create (with system and data disks), delete, and batch start / stop / reboot.
+"""Server create (with system and data disks), the server update, and the create job's steps.
 
-Every operation is accepted in one transaction (validate, gate every server, insert the parent job
-and one sub-job per server) and then carried out by the job engine, step by step.
+A create is accepted in one transaction (validate, charge the quota, insert the parent job and one
+sub-job per server) and then carried out by the job engine, step by step. Delete, start, stop,
+reboot and lock are in domain/batch.py.
 
 A create is refused whole with 400 Ecs.0001 when its servers, their vCPUs or their RAM would pass a
 project quota (domain/quotas.py, checked and charged atomically at acceptance); a deleted server
-stops counting when its delete job finishes (purge_record), not when the delete is accepted.
+stops counting when its delete job finishes (batch.purge_record), not when the delete is accepted.
 
 The v1 create (``POST /v1/{project_id}/cloudservers``, creating_an_ecs.rst) and the Nova create
 (``POST /v2.1/{project_id}/servers``, native_openstack_nova_apis/lifecycle_management/creating_an_ecs.rst)
 are one acceptance: :func:`accept_create` and :func:`accept_nova_create` differ only in what they
 answer (the Nova one: a ``min_count`` .. ``max_count`` range, a generated password, the reservation).
 Each NIC gets a port, MAC and address of its own (domain/nics.py). The Nova update and delete run
-:func:`update_server` and :func:`accept_batch` as the v1 ones do.
+:func:`update_server` and ``batch.accept_batch`` as the v1 ones do.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from ecsd.domain import (
     sealing,
     security_groups,
     server_groups,
-    tags,
 )
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
@@ -48,8 +48,8 @@ from ecsd.domain.identity import Identity
 from ecsd.domain.images import check_boot_image, check_fits, visible_image
 from ecsd.domain.keypairs import find_keypair
 from ecsd.drivers.base import DiskSource
-from ecsd.engine.engine import JobContext, JobType, Step, settle_parent, submit
-from ecsd.store.schema import jobs, servers, volumes
+from ecsd.engine.engine import JobContext, JobType, Step, submit
+from ecsd.store.schema import servers, volumes
 
 DEFAULT_AZ = "eu-de-01"
 AVAILABILITY_ZONES = ("eu-de-01", "eu-de-02", "eu-de-03")
@@ -414,92 +414,6 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-# --- batch actions and delete -------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Batch:
-    parent_type: str
-    sub_type: str
-    target_vm_state: str | None   # already there with no task: a no-op sub-job that succeeds at once
-
-
-_BATCHES = {
-    "os-start": _Batch(st.START_SERVER, st.START_SINGLE_SERVER, st.ACTIVE),
-    "os-stop": _Batch(st.STOP_SERVER, st.STOP_SINGLE_SERVER, st.STOPPED),
-    "reboot": _Batch(st.REBOOT_SERVER, st.REBOOT_SINGLE_SERVER, None),
-    "delete": _Batch(st.DELETE_SERVER, st.DELETE_SINGLE_SERVER, None),
-}
-
-
-MAX_BATCH = 1000
-
-
-def accept_batch(conn: Connection, ident: Identity, action: str, server_ids: list[str], *, hard: bool = False,
-                 delete_volume: bool = False) -> str:
-    """Gate every server, then submit one parent job with a sub-job per server (all or nothing)."""
-    if not server_ids:
-        raise invalid("servers must name at least one ECS")
-    if len(server_ids) > MAX_BATCH:
-        raise EcsError("Ecs.0118", f"at most {MAX_BATCH} ECSs can be handled in one request")
-    if len(set(server_ids)) != len(server_ids):
-        raise invalid("servers must not name the same ECS twice")
-    batch = _BATCHES[action]
-    targets = srv.load_many(conn, ident.project_id, server_ids)
-    noop = []
-    for server in targets:
-        already = (batch.target_vm_state is not None and server["vm_state"] == batch.target_vm_state
-                   and server["task_state"] is None and server["job_id"] is None)
-        if already:
-            if server["locked"]:
-                raise EcsError("Ecs.0605")
-        else:
-            srv.check_gate(server, batch.sub_type)
-        noop.append(already)
-    parent_id = clock.new_hex_id()
-    submit(conn, job_id=parent_id, project_id=ident.project_id, job_type=batch.parent_type, server_id=None,
-           runnable=False)
-    task = {st.START_SINGLE_SERVER: st.POWERING_ON, st.STOP_SINGLE_SERVER: st.POWERING_OFF,
-            st.REBOOT_SINGLE_SERVER: st.REBOOTING_HARD if hard else st.REBOOTING,
-            st.DELETE_SINGLE_SERVER: st.DELETING}[batch.sub_type]
-    now = clock.now()
-    for server, is_noop in zip(targets, noop):
-        job_id = clock.new_hex_id()
-        if is_noop:
-            conn.execute(jobs.insert().values(
-                job_id=job_id, project_id=ident.project_id, parent_id=parent_id, job_type=batch.sub_type,
-                runnable=False, server_id=server["id"], status=st.JOB_SUCCESS, params="{}", step=0, attempts=0,
-                created_at=now, begin_time=now, end_time=now))
-            continue
-        srv.claim(conn, server, task, job_id)
-        system = srv.system_volume(conn, server["id"])
-        actions.record_job(conn, ident, server["id"], batch.sub_type, job_id)
-        submit(conn, job_id=job_id, project_id=ident.project_id, job_type=batch.sub_type, server_id=server["id"],
-               parent_id=parent_id, params={"hard": hard, "delete_volume": delete_volume,
-                                            "running": server["power_state"] == st.POWER_RUNNING,
-                                            "system_volume": system["id"] if system else None})
-    settle_parent(conn, parent_id)
-    return parent_id
-
-
-def accept_server_action(conn: Connection, ident: Identity, server_id: str, action: str, *,
-                         hard: bool = False) -> str:
-    """A native single-server ``os-start`` / ``os-stop`` / ``reboot``: a batch of one (same gate, same jobs)."""
-    if action not in ("os-start", "os-stop", "reboot"):
-        raise invalid(f"unknown action {action}")
-    return accept_batch(conn, ident, action, [server_id], hard=hard)
-
-
-def set_locked(conn: Connection, ident: Identity, server_id: str, locked: bool) -> None:
-    """Native ``lock`` / ``unlock``: one update; a locked ECS refuses every mutating operation (Ecs.0605).
-
-    Locking does not touch a job already running on the ECS; it only refuses new operations.
-    """
-    server = srv.load(conn, ident.project_id, server_id)          # 404 Ecs.0114
-    conn.execute(servers.update().where(and_(servers.c.id == server["id"], servers.c.deleted.is_(False)))
-                 .values(locked=locked, updated_at=clock.now()))
-    actions.record(conn, ident, server["id"], actions.LOCK if locked else actions.UNLOCK)
-
-
 # --- steps ---------------------------------------------------------------------------------------------
 
 async def create_disks_act(ctx: JobContext) -> None:
@@ -551,70 +465,6 @@ def create_failed(conn: Connection, ctx: JobContext, code: str, reason: str) -> 
     _scrub(conn, ctx)
 
 
-async def start_act(ctx: JobContext) -> None:
-    await driver_call(ctx.driver.start(ctx.server_id, ctx.params["system_volume"]), "Ecs.0226")
-
-
-def start_record(conn: Connection, ctx: JobContext) -> None:
-    srv.finish_owned(conn, ctx.server_id, ctx.job_id, vm_state=st.ACTIVE, power_state=st.POWER_RUNNING,
-                     launched_at=clock.now())
-
-
-async def stop_act(ctx: JobContext) -> None:
-    await driver_call(ctx.driver.stop(ctx.server_id, ctx.params["hard"]), "Ecs.1002")
-
-
-def stop_record(conn: Connection, ctx: JobContext) -> None:
-    srv.finish_owned(conn, ctx.server_id, ctx.job_id, vm_state=st.STOPPED, power_state=st.POWER_SHUTDOWN)
-
-
-async def reboot_act(ctx: JobContext) -> None:
-    await driver_call(ctx.driver.reboot(ctx.server_id, ctx.params["hard"]), "Ecs.0227")
-
-
-def reboot_record(conn: Connection, ctx: JobContext) -> None:
-    srv.finish_owned(conn, ctx.server_id, ctx.job_id, power_state=st.POWER_RUNNING)
-
-
-def power_failed(conn: Connection, ctx: JobContext, code: str, reason: str) -> None:
-    """A failed start/stop/reboot leaves the server in the state it was in, with the task cleared."""
-    srv.finish_owned(conn, ctx.server_id, ctx.job_id)
-
-
-async def delete_act(ctx: JobContext) -> None:
-    if ctx.params["running"]:
-        await driver_call(ctx.driver.stop(ctx.server_id, True), "Ecs.0501")
-    await driver_call(ctx.driver.destroy(ctx.server_id), "Ecs.0501")
-
-
-async def delete_disks_act(ctx: JobContext) -> None:
-    for vid in ctx.params.get("delete_ids", []):
-        await driver_call(ctx.driver.delete_disk(vid), "Ecs.0402")
-
-
-def delete_record(conn: Connection, ctx: JobContext) -> None:
-    attached = srv.attached_volumes(conn, [ctx.server_id])[ctx.server_id]
-    doomed = [v["id"] for v in attached if v["boot_index"] == 0 or ctx.params["delete_volume"]]
-    conn.execute(volumes.update().where(and_(volumes.c.server_id == ctx.server_id, volumes.c.id.not_in(doomed)))
-                 .values(server_id=None, device=None, status="available"))
-    conn.execute(volumes.update().where(volumes.c.id.in_(doomed)).values(server_id=None, status="deleting"))
-    ctx.params["delete_ids"] = doomed
-    conn.execute(jobs.update().where(jobs.c.job_id == ctx.job_id).values(params=_json(ctx.params)))
-
-
-def purge_record(conn: Connection, ctx: JobContext) -> None:
-    conn.execute(volumes.delete().where(volumes.c.id.in_(ctx.params.get("delete_ids", []))))
-    srv.finish_owned(conn, ctx.server_id, ctx.job_id, vm_state=st.DELETED, power_state=st.POWER_NOSTATE,
-                     deleted=True, user_data=None)     # a deleted server keeps no guest secret
-    srv.release_server(conn, ctx.project_id, ctx.server_id)   # its quota is free once the delete has finished
-    server_groups.leave(conn, ctx.server_id)
-    tags.forget_server(conn, ctx.server_id)
-
-
-def delete_failed(conn: Connection, ctx: JobContext, code: str, reason: str) -> None:
-    srv.fail_owned(conn, ctx.server_id, ctx.job_id, ctx.job_type, code, reason)
-
-
 JOB_TYPES = [
     JobType(st.CREATE_SINGLE_SERVER, (
         Step("create_disks", create_disks_act, create_disks_record, "Ecs.0202"),
@@ -622,12 +472,4 @@ JOB_TYPES = [
         Step("attach", attach_act, attach_record, "Ecs.0205"),
         Step("boot", boot_act, boot_record, "Ecs.0204"),
     ), on_fail=create_failed),
-    JobType(st.START_SINGLE_SERVER, (Step("start", start_act, start_record, "Ecs.0226"),), on_fail=power_failed),
-    JobType(st.STOP_SINGLE_SERVER, (Step("stop", stop_act, stop_record, "Ecs.1002"),), on_fail=power_failed),
-    JobType(st.REBOOT_SINGLE_SERVER, (Step("reboot", reboot_act, reboot_record, "Ecs.0227"),),
-            on_fail=power_failed),
-    JobType(st.DELETE_SINGLE_SERVER, (
-        Step("destroy", delete_act, delete_record, "Ecs.0501"),
-        Step("delete_disks", delete_disks_act, purge_record, "Ecs.0402"),
-    ), on_fail=delete_failed),
 ]

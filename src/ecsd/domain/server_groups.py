@@ -3,7 +3,7 @@
 Served by ``http/server_groups.py`` (v1 ``/cloudservers/os-server-groups``, Nova ``/os-server-groups``,
 ``/cloudservers/{server_id}/autorecovery``); a create joins a group through its
 ``os:scheduler_hints.group`` (``lifecycle._accept_create`` calls :func:`place`), and a finished delete
-leaves it (``lifecycle.purge_record`` calls :func:`leave`).
+leaves it (``batch.purge_record`` calls :func:`leave`).
 
 Rules (the reference leaves most of them open; docs/decisions.md, "server groups"):
 

@@ -31,6 +31,13 @@ REBUILDING = "rebuilding"
 REBUILD_BDM = "rebuild_block_device_mapping"
 REBUILD_SPAWNING = "rebuild_spawning"
 DELETING = "deleting"
+# resize (domain/resize.py): the RESIZE, VERIFY_RESIZE and REVERT_RESIZE rows of the status table
+RESIZED = "resized"                      # vm_state after a resize, until confirmed or reverted
+RESIZE_PREP = "resize_prep"
+RESIZE_MIGRATING = "resize_migrating"
+RESIZE_MIGRATED = "resize_migrated"
+RESIZE_FINISH = "resize_finish"
+RESIZE_REVERTING = "resize_reverting"
 
 # --- server: OS-EXT-STS:power_state ----------------------------------------------------------------
 POWER_NOSTATE = 0
@@ -96,6 +103,22 @@ STOP_SERVER = "batchStopServer"
 STOP_SINGLE_SERVER = "stopServer"
 REBOOT_SERVER = "batchRebootServer"
 REBOOT_SINGLE_SERVER = "rebootServer"
+# disks (domain/attachments.py, domain/volumes.py): attach and detach run on the server they change
+# (servers.job_id is claimed with no task_state: the status stays ACTIVE or SHUTOFF, as on the cloud);
+# attaching one shared disk to several servers is a parent with one attachVolume sub-job per server;
+# creating and deleting a disk (EVS) are jobs without a server.
+ATTACH_VOLUME = "attachVolume"
+DETACH_VOLUME = "detachVolume"
+BATCH_ATTACH_VOLUME = "batchAttachVolume"
+CREATE_VOLUME = "createVolume"
+DELETE_VOLUME = "deleteVolume"
+# NICs (domain/nic_changes.py): claimed like attach and detach, with no task_state.
+ADD_NICS = "addNics"
+DELETE_NICS = "deleteNics"
+# resize (domain/resize.py)
+RESIZE_SERVER = "resizeServer"
+REVERT_RESIZE = "revertResize"
+CONFIRM_RESIZE = "confirmResize"
 
 
 # --- which operation may start from which state ------------------------------------------------------
@@ -117,7 +140,18 @@ GATES: dict[str, Gate] = {
     START_SINGLE_SERVER: Gate(frozenset({STOPPED}), POWERING_ON),
     STOP_SINGLE_SERVER: Gate(frozenset({ACTIVE}), POWERING_OFF),
     REBOOT_SINGLE_SERVER: Gate(frozenset({ACTIVE}), REBOOTING),
-    DELETE_SINGLE_SERVER: Gate(frozenset({ACTIVE, STOPPED, ERROR}), DELETING),
+    DELETE_SINGLE_SERVER: Gate(frozenset({ACTIVE, STOPPED, ERROR, RESIZED}), DELETING),
+    # attach / detach / NIC changes: a running or stopped server with no other operation; the job holds
+    # servers.job_id and sets no task_state. Detaching the system disk needs SHUTOFF (domain/attachments.py).
+    ATTACH_VOLUME: Gate(frozenset({ACTIVE, STOPPED}), None),
+    DETACH_VOLUME: Gate(frozenset({ACTIVE, STOPPED}), None),
+    ADD_NICS: Gate(frozenset({ACTIVE, STOPPED}), None),
+    DELETE_NICS: Gate(frozenset({ACTIVE, STOPPED}), None),
+    # resize: from ACTIVE or SHUTOFF (domain/resize.py decides what ACTIVE needs); confirm and revert
+    # only from VERIFY_RESIZE (vm_state resized).
+    RESIZE_SERVER: Gate(frozenset({ACTIVE, STOPPED}), RESIZE_PREP),
+    CONFIRM_RESIZE: Gate(frozenset({RESIZED}), None),
+    REVERT_RESIZE: Gate(frozenset({RESIZED}), RESIZE_REVERTING),
 }
 
 
@@ -162,4 +196,31 @@ AFTER_CRASH_ORPHAN_TASK: dict[str, tuple[str | None, str | None]] = {
     REBUILD_BDM: (ERROR, None),
     REBUILD_SPAWNING: (ERROR, None),
     DELETING: (ERROR, None),
+    # resize: the flavor in servers.flavor_id is whichever the last checkpoint recorded
+    RESIZE_PREP: (None, None),
+    RESIZE_MIGRATING: (ERROR, None),
+    RESIZE_MIGRATED: (ERROR, None),
+    RESIZE_FINISH: (ERROR, None),
+    RESIZE_REVERTING: (ERROR, None),
+}
+# A server whose job_id is set with no task_state (attach, detach, NIC changes) and no live job is
+# released as it stands (job_id cleared); its volumes are settled by AFTER_CRASH_ORPHAN_VOLUME.
+
+
+# --- volumes (EVS disks): volumes.status -------------------------------------------------------------
+VOLUME_CREATING = "creating"
+VOLUME_AVAILABLE = "available"
+VOLUME_IN_USE = "in-use"
+VOLUME_ATTACHING = "attaching"
+VOLUME_DETACHING = "detaching"
+VOLUME_DELETING = "deleting"
+VOLUME_ERROR = "error"
+VOLUME_ERROR_DELETING = "error_deleting"
+# A volume in a transitional status belongs to an in-flight job, which resumes after a crash. Left
+# without one (a job failed by MAX_ATTEMPTS, a database edited by hand), it is settled to:
+AFTER_CRASH_ORPHAN_VOLUME: dict[str, str] = {
+    VOLUME_CREATING: VOLUME_ERROR,
+    VOLUME_ATTACHING: VOLUME_AVAILABLE,     # its attachment row is dropped: the attach never finished
+    VOLUME_DETACHING: VOLUME_IN_USE,        # still attached: a detach may be asked again
+    VOLUME_DELETING: VOLUME_ERROR_DELETING,
 }

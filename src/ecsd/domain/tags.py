@@ -244,7 +244,7 @@ def list_servers_by_tag(conn: Connection, project_id: str, q: TagQuery
 # --- changes -----------------------------------------------------------------------------------------
 
 def forget_server(conn: Connection, server_id: str) -> None:
-    """A deleted server's tags go with it (lifecycle.purge_record, in the delete's last step)."""
+    """A deleted server's tags go with it (batch.purge_record, in the delete's last step)."""
     conn.execute(server_tags.delete().where(server_tags.c.server_id == server_id))
 
 

@@ -146,6 +146,15 @@ class SimulatedDriver:
         await self._spend("destroy", server_id)
         self._dead.discard(server_id)
 
+    async def set_flavor(self, server_id: str, vcpus: int, ram_mb: int) -> None:
+        await self._spend("set_flavor", server_id)
+
+    async def plug_nic(self, server_id: str, port_id: str, mac: str) -> None:
+        await self._spend("plug_nic", server_id, port_id)
+
+    async def unplug_nic(self, server_id: str, port_id: str) -> None:
+        await self._spend("unplug_nic", server_id, port_id)
+
     def power_off(self, server_id: str) -> None:
         """The guest shuts itself down (or its machine dies): what a real host reports on its own."""
         self._dead.add(server_id)

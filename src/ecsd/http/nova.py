@@ -25,11 +25,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ecsd.domain import changeos, consoles, lifecycle, security_groups
+from ecsd.domain import batch, changeos, consoles, lifecycle, security_groups
 from ecsd.domain import servers as srv
 from ecsd.domain.clock import is_uuid
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.listing import Filters, list_servers_after, parse_changes_since
+from ecsd.http import consoles as consoles_http
+from ecsd.http import resize
 from ecsd.http.core import Ctx, capped_limit, endpoint, json, parse, read_json
 from ecsd.http.server_views import nova_server_views, server_links
 from ecsd.http.servers import list_filters
@@ -169,7 +171,7 @@ async def _lock(ctx: Ctx, server_id: str, action: str, args: Any) -> Response:
         _lock_args(args)
     else:
         _no_args(action, args)
-    await ctx.services.store.run(lifecycle.set_locked, ctx.ident, server_id, action == "lock")
+    await ctx.services.store.run(batch.set_locked, ctx.ident, server_id, action == "lock")
     return Response(status_code=202)
 
 
@@ -181,7 +183,7 @@ async def _power(ctx: Ctx, server_id: str, action: str, args: Any) -> Response:
         hard = _power_type(action, args, mandatory=False)
     else:
         hard = _power_type(action, args, mandatory=True)
-    await ctx.services.store.run(lifecycle.accept_server_action, ctx.ident, server_id, action, hard=hard)
+    await ctx.services.store.run(batch.accept_server_action, ctx.ident, server_id, action, hard=hard)
     ctx.services.submitted()
     return Response(status_code=202)
 
@@ -238,6 +240,11 @@ ACTION_ARGS: dict[str, Any] = {
     "addSecurityGroup": _GROUP,
     "removeSecurityGroup": _GROUP,
 }
+# Actions served by their family's own module: resize / confirmResize / revertResize (http/resize.py),
+# os-getVNCConsole and createImage (http/consoles.py); each module exports NOVA_ACTIONS and NOVA_ACTION_ARGS.
+for _family in (resize, consoles_http):
+    ACTIONS.update(_family.NOVA_ACTIONS)
+    ACTION_ARGS.update(_family.NOVA_ACTION_ARGS)
 ACTION_BODY = {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
                "properties": ACTION_ARGS}
 

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ecsd.domain import clock, idempotency, lifecycle, nics, security_groups
+from ecsd.domain import batch, clock, idempotency, lifecycle, nics, security_groups
 from ecsd.http.core import Ctx, endpoint, json, no_content, parse, read_json
 from ecsd.http.server_views import nova_server_views, server_links
 from ecsd.http.servers import IDEMPOTENCY, SchedulerHints
@@ -216,7 +216,7 @@ async def nova_update_server(request: Request, ctx: Ctx) -> Response:
 
 @endpoint(ok=204, errors=404)
 async def nova_delete_server(request: Request, ctx: Ctx) -> Response:
-    await ctx.services.store.run(lifecycle.accept_batch, ctx.ident, "delete", [request.path_params["server_id"]])
+    await ctx.services.store.run(batch.accept_batch, ctx.ident, "delete", [request.path_params["server_id"]])
     ctx.services.submitted()
     return no_content()
 

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ecsd.domain import clock, consoles, idempotency, lifecycle
+from ecsd.domain import batch, clock, consoles, idempotency, lifecycle
 from ecsd.domain import servers as srv
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.domain.listing import Filters, list_page
@@ -260,7 +260,7 @@ class ActionBody(BaseModel):
 @endpoint(ok=200, body=DeleteBody, errors=404)
 async def delete_servers(request: Request, ctx: Ctx) -> Response:
     body = parse(DeleteBody, await read_json(request, ctx.services.settings.max_body_bytes))
-    job_id = await ctx.services.store.run(lifecycle.accept_batch, ctx.ident, "delete", [r.id for r in body.servers],
+    job_id = await ctx.services.store.run(batch.accept_batch, ctx.ident, "delete", [r.id for r in body.servers],
                                           delete_volume=body.delete_volume)
     ctx.services.submitted()
     return json({"job_id": job_id})
@@ -279,7 +279,7 @@ async def batch_action(request: Request, ctx: Ctx) -> Response:
         raise invalid("exactly one of os-start, os-stop and reboot is required")
     action, args = given[0]
     hard = getattr(args, "type", "SOFT") == "HARD"
-    job_id = await ctx.services.store.run(lifecycle.accept_batch, ctx.ident, action, [r.id for r in args.servers],
+    job_id = await ctx.services.store.run(batch.accept_batch, ctx.ident, action, [r.id for r in args.servers],
                                           hard=hard)
     ctx.services.submitted()
     return json({"job_id": job_id})

@@ -188,6 +188,8 @@ servers = Table(
     Column("updated_at", Float, nullable=False),
     Column("launched_at", Float, nullable=True),
     Column("deleted", Boolean, nullable=False, server_default=false()),
+    # the flavor before a resize, kept while the server is in VERIFY_RESIZE (domain/resize.py)
+    Column("old_flavor_id", String(64), nullable=True),
 )
 # Listing walks (project, created_at, id) so that any page, including the last, is an index range.
 Index("ix_servers_project_created", servers.c.project_id, servers.c.deleted, servers.c.created_at, servers.c.id)
@@ -202,10 +204,32 @@ volumes = Table(
     Column("volume_type", String(16), nullable=False),
     Column("boot_index", Integer, nullable=True),            # 0 = system disk
     Column("device", String(16), nullable=True),
-    Column("status", String(16), nullable=False),            # creating | available | in-use | deleting
+    Column("status", String(16), nullable=False),            # states.VOLUME_*
     Column("created_at", Float, nullable=False),
+    # EVS attributes (domain/volumes.py); a disk made by a server create has the defaults
+    Column("name", String(255), nullable=False, server_default=""),
+    Column("description", String(255), nullable=False, server_default=""),
+    Column("multiattach", Boolean, nullable=False, server_default=false()),   # a shared disk (SCSI)
+    Column("metadata", Text, nullable=False, server_default="{}"),            # JSON map
+    Column("availability_zone", String(64), nullable=True),
+    Column("updated_at", Float, nullable=True),
+    Column("job_id", String(32), nullable=True),             # the in-flight job acting on the disk
 )
 Index("ix_volumes_server", volumes.c.server_id)
+Index("ix_volumes_project", volumes.c.project_id, volumes.c.created_at)
+
+# The attachments of shared disks (volumes.multiattach): one row per server the disk is attached to.
+# A disk that is not shared keeps its one attachment in volumes.server_id / device, which the change-OS
+# path and the invariants read (domain/attachments.py, decisions.md "disks").
+volume_attachments = Table(
+    "volume_attachments", metadata,
+    Column("volume_id", String(36), ForeignKey("volumes.id", ondelete="CASCADE"), primary_key=True),
+    Column("server_id", String(36), primary_key=True),
+    Column("device", String(16), nullable=False),
+    Column("status", String(16), nullable=False),            # attaching | in-use | detaching
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_volume_attachments_server", volume_attachments.c.server_id)
 
 jobs = Table(
     "jobs", metadata,
