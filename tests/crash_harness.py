@@ -1,4 +1,5 @@
-"""Crash harness: change-OS load on real processes that are killed with SIGKILL at random moments.
+"""Crash harness: change-OS load (or a mix of change OS, resize, attach and detach) on real processes
+that are killed with SIGKILL at random moments.
 
 One node (SQLite): a single `ecsd serve` with its in-process worker. Scale-out (PostgreSQL): one
 `ecsd serve --no-worker` and two `ecsd worker` processes; any of them is killed, and a killed worker
@@ -23,6 +24,27 @@ from tests import support as s
 from tests.procs import Client, Proc, free_port, read_json
 
 IMAGES = (s.UBUNTU, s.DEBIAN, s.CENTOS)
+FLAVORS = ("s3.small.1", "s3.medium.2")
+# What a mixed load may be refused with besides Ecs.0100 (busy): a disk attached elsewhere or in a job,
+# a disk not attached to that server, the flavor it already has. Each is the gate at work, not a fault.
+MIXED_REFUSALS = {"Ecs.0009", "Ecs.0100", "Ecs.0103", "Ecs.0104", "Ecs.0111", "Ecs.0113", "Ecs.0217",
+                  "Ecs.0218", "Ecs.0219", "Ecs.0220", "Ecs.0221", "Ecs.0222", "Ecs.0223", "Ecs.0224"}
+
+
+def _mixed_request(rng: random.Random, ids: list[str], disks: list[str]) -> tuple[str, str, dict | None]:
+    """One random operation: change OS (40%), resize (20%), attach or detach a data disk (20% each)."""
+    server = rng.choice(ids)
+    roll = rng.random()
+    if roll < 0.4:
+        return "POST", f"/v1/{{pid}}/cloudservers/{server}/changeos", {
+            "os-change": {"imageid": rng.choice(IMAGES), "mode": "withStopServer"}}
+    if roll < 0.6:
+        return "POST", f"/v1/{{pid}}/cloudservers/{server}/resize", {
+            "resize": {"flavorRef": rng.choice(FLAVORS), "mode": "withStopServer"}}
+    disk = rng.choice(disks)
+    if roll < 0.8:
+        return "POST", f"/v1/{{pid}}/cloudservers/{server}/attachvolume", {"volumeAttachment": {"volumeId": disk}}
+    return "DELETE", f"/v1/{{pid}}/cloudservers/{server}/detachvolume/{disk}", None
 
 
 @dataclass
@@ -78,8 +100,11 @@ class Cluster:
 def run(data_dir: str, *, database_url: str | None = None, workers: int = 0, servers: int = 30,
         seconds: float = 15.0, target_jobs: int = 300, kill_every: tuple[float, float] = (0.3, 1.2),
         seed: int = 1, sim_delay: float = 0.03, lease: float = 1.5, settle: float = 90.0,
-        min_jobs: int = 60, extra: float = 30.0) -> Outcome:
+        min_jobs: int = 60, extra: float = 30.0, mixed: bool = False) -> Outcome:
     """Drive change-OS load while killing processes; return what was accepted and what was violated.
+
+    ``mixed``: each server is created with a data disk, and the load mixes change OS with resize and
+    with attaching and detaching those disks between random servers (:func:`_mixed_request`).
 
     The kills stop after ``seconds``; if fewer than ``min_jobs`` were accepted by then (a loaded
     machine restarts processes slowly), the load goes on without kills for up to ``extra`` seconds
@@ -95,7 +120,8 @@ def run(data_dir: str, *, database_url: str | None = None, workers: int = 0, ser
     try:
         creds = read_json(os.path.join(data_dir, "credentials.json"))
         setup = Client(cluster.api.base, creds, timeout=60)
-        ids = setup.create(servers)
+        ids = setup.create(servers, data_disk=mixed)
+        disks = setup.data_disks(ids) if mixed else []
         stop_load = threading.Event()
 
         def load() -> None:
@@ -103,18 +129,23 @@ def run(data_dir: str, *, database_url: str | None = None, workers: int = 0, ser
             while not stop_load.is_set() and len(outcome.accepted) < target_jobs:
                 try:
                     client = client or Client(cluster.api.base, creds, timeout=3)
-                    body = {"os-change": {"imageid": rng.choice(IMAGES), "mode": "withStopServer"}}
-                    r = client.post(f"/v1/{{pid}}/cloudservers/{rng.choice(ids)}/changeos", body)
+                    if mixed:
+                        method, path, body = _mixed_request(rng, ids, disks)
+                        r = client.request(method, path, body)
+                    else:
+                        body = {"os-change": {"imageid": rng.choice(IMAGES), "mode": "withStopServer"}}
+                        r = client.post(f"/v1/{{pid}}/cloudservers/{rng.choice(ids)}/changeos", body)
                 except (httpx.HTTPError, AssertionError):
                     outcome.unreachable += 1
                     client = None
                     time.sleep(0.02)
                     continue
+                code = r.json().get("error", {}).get("code") if r.status_code >= 400 else None
                 if r.status_code == 200:
                     outcome.accepted.append(r.json()["job_id"])
                     time.sleep(pace)   # spread the accepted jobs over the whole run
-                elif r.status_code == 400 and r.json()["error"]["code"] == "Ecs.0100":
-                    outcome.refused += 1   # that server is busy: the gate at work
+                elif r.status_code == 400 and (code == "Ecs.0100" or (mixed and code in MIXED_REFUSALS)):
+                    outcome.refused += 1   # that server is busy (or the disk is elsewhere): the gate at work
                 else:
                     raise AssertionError(f"unexpected answer {r.status_code}: {r.text}")
 

@@ -117,10 +117,24 @@ class Client:
             time.sleep(0.05)
         raise AssertionError(f"job {job_id} not finished: {job}")
 
-    def create(self, count: int = 1) -> list[str]:
+    def request(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
+        return self.http.request(method, path.replace("{pid}", self.pid), json=body)
+
+    def create(self, count: int = 1, data_disk: bool = False) -> list[str]:
         body = {"server": {"name": "p", "imageRef": s.UBUNTU, "flavorRef": "s3.small.1", "vpcid": s.VPC,
                            "nics": [{"subnet_id": s.SUBNET}], "root_volume": {"volumetype": "SSD"},
                            "count": count}}
+        if data_disk:
+            body["server"]["data_volumes"] = [{"volumetype": "SSD", "size": 10}]
         job = self.wait(self.post("/v1/{pid}/cloudservers", body).json()["job_id"], timeout=120)
         assert job["status"] == "SUCCESS", job
         return [sub["entities"]["server_id"] for sub in job["entities"]["sub_jobs"]]
+
+    def data_disks(self, server_ids: list[str]) -> list[str]:
+        """The ids of the data disks attached to these servers (their system disks left out)."""
+        out = []
+        for sid in server_ids:
+            server = self.get(f"/v1/{{pid}}/cloudservers/{sid}").json()["server"]
+            root = server["OS-EXT-SRV-ATTR:root_device_name"]
+            out += [v["id"] for v in server["os-extended-volumes:volumes_attached"] if v.get("device") != root]
+        return out

@@ -1,4 +1,5 @@
-"""Nothing lost: change-OS jobs on real processes killed with SIGKILL at random moments.
+"""Nothing lost: change-OS jobs (and a mix with resize, attach and detach) on real processes killed
+with SIGKILL at random moments.
 
 Afterwards every accepted job has ended, every server has exactly one system disk holding its image,
 no disk is orphaned in the database or the driver, and no two driver operations on one server or disk
@@ -26,6 +27,16 @@ def _report(outcome) -> str:
 
 def test_sqlite_single_node_survives_kill_9(tmp_path):
     outcome = run(str(tmp_path), servers=30, seconds=15, target_jobs=250, seed=7)
+    assert outcome.violations == [], _report(outcome)
+    assert len(outcome.accepted) >= 50, _report(outcome)
+    assert outcome.kills >= 3, _report(outcome)
+    assert sum(outcome.statuses.values()) == len(outcome.accepted), _report(outcome)
+
+
+def test_sqlite_mixed_operations_survive_kill_9(tmp_path):
+    """Change OS, resize, attach and detach of data disks between servers, with kills in between: every
+    disk ends attached to one server or none, every server has the flavor its last successful resize gave."""
+    outcome = run(str(tmp_path), servers=20, seconds=15, target_jobs=250, seed=5, mixed=True)
     assert outcome.violations == [], _report(outcome)
     assert len(outcome.accepted) >= 50, _report(outcome)
     assert outcome.kills >= 3, _report(outcome)
