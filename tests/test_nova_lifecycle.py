@@ -389,6 +389,21 @@ def test_security_groups_of_a_server_agree_with_its_views(api, other_api):
     assert_error(api.get(f"/v2.1/{{pid}}/servers/{UNKNOWN}/os-security-groups"), 404, "Ecs.0114")
 
 
+def test_the_discarded_group_queries_show_the_projects_default_group(api, other_api):
+    r = api.get("/v2.1/{pid}/os-security-groups")
+    assert r.status_code == 200, r.text
+    (group,) = r.json()["security_groups"]
+    sid = create(api)
+    assert [group] == api.get(f"/v2.1/{{pid}}/servers/{sid}/os-security-groups").json()["security_groups"]
+    shown = api.get(f"/v2.1/{{pid}}/os-security-groups/{group['id']}")
+    assert shown.status_code == 200 and shown.json() == {"security_group": group}
+    # another project's group is not this project's
+    (theirs,) = other_api.get("/v2.1/{pid}/os-security-groups").json()["security_groups"]
+    assert theirs["id"] != group["id"]
+    assert_error(api.get(f"/v2.1/{{pid}}/os-security-groups/{theirs['id']}"), 404, "Ecs.0014")
+    assert_error(api.get(f"/v2.1/{{pid}}/os-security-groups/{UNKNOWN}"), 404, "Ecs.0014")
+
+
 def test_adding_and_removing_security_groups_as_the_domain_answers_them(api):
     """``addSecurityGroup`` / ``removeSecurityGroup`` (wired into http/nova.py by the lead)."""
     sid = create(api)

@@ -1,6 +1,11 @@
 """Security groups: every project has one, ``default``, which every server belongs to.
 
     GET /v2.1/{project_id}/servers/{server_id}/os-security-groups     querying_security_groups_of_a_specified_ecs.rst
+    GET /v2.1/{project_id}/os-security-groups                          querying_security_groups_discarded.rst
+    GET /v2.1/{project_id}/os-security-groups/{security_group_id}      querying_details_about_a_security_group_discarded.rst
+
+Creating, updating and deleting groups and rules (discarded Nova APIs) are not served: the group and
+its rules are fixed (docs/api-coverage.md).
 
 ecsd models no security-group rules or traffic; what clients read is consistent: the group's id is a
 function of the project (a UUIDv5), so the server views (``security_groups``), Nova's
@@ -60,6 +65,13 @@ def nova_group(project_id: str) -> dict[str, Any]:
              for family in ("IPv4", "IPv6")]
     return {"id": group_id, "name": DEFAULT_NAME, "description": DEFAULT_DESCRIPTION, "tenant_id": project_id,
             "rules": rules}
+
+
+def project_group(project_id: str, group_id: str) -> dict[str, Any]:
+    """One group of the project by id (the discarded Nova API): the default group, else 404 Ecs.0014."""
+    if group_id != default_group_id(project_id):
+        raise EcsError("Ecs.0014", f"security group {group_id} does not exist", status=404)
+    return nova_group(project_id)
 
 
 def server_security_groups(conn: Connection, project_id: str, server_id: str) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@
     DELETE /v2.1/{project_id}/servers/{server_id}                  lifecycle_management/deleting_an_ecs.rst
     GET    /v2.1/{project_id}/servers/{server_id}/os-security-groups
                                         security_group_management/querying_security_groups_of_a_specified_ecs.rst
+    GET    /v2.1/{project_id}/os-security-groups[/{security_group_id}]   the discarded group queries
     (pages under native_openstack_nova_apis/ of the reference)
 
 The create runs the v1 create's acceptance (``lifecycle.accept_nova_create``: same checks, quotas,
@@ -228,6 +229,18 @@ async def nova_list_server_security_groups(request: Request, ctx: Ctx) -> Respon
     return json({"security_groups": found})
 
 
+@endpoint(ok=200)
+async def nova_list_security_groups(request: Request, ctx: Ctx) -> Response:
+    """The project's groups (discarded Nova API): its one default group."""
+    return json({"security_groups": [security_groups.nova_group(ctx.ident.project_id)]})
+
+
+@endpoint(ok=200, errors=404)
+async def nova_show_security_group(request: Request, ctx: Ctx) -> Response:
+    return json({"security_group": security_groups.project_group(ctx.ident.project_id,
+                                                                 request.path_params["security_group_id"])})
+
+
 # Listed last in app.py. Only PUT, DELETE and POST are served here: a GET of "/servers/detail" still meets
 # http/nova.py's list first, and a PUT or DELETE of it is a server id that does not exist (404 Ecs.0114).
 routes = [
@@ -235,4 +248,6 @@ routes = [
     Route("/v2.1/{project_id}/servers/{server_id}", nova_update_server, methods=["PUT"]),
     Route("/v2.1/{project_id}/servers/{server_id}", nova_delete_server, methods=["DELETE"]),
     Route("/v2.1/{project_id}/servers/{server_id}/os-security-groups", nova_list_server_security_groups, methods=["GET"]),
+    Route("/v2.1/{project_id}/os-security-groups", nova_list_security_groups, methods=["GET"]),
+    Route("/v2.1/{project_id}/os-security-groups/{security_group_id}", nova_show_security_group, methods=["GET"]),
 ]
