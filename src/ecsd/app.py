@@ -58,6 +58,7 @@ from ecsd.http import (
     tags,
     versions,
     volumes,
+    webconsole,
 )
 from ecsd.http.auth import Authenticator
 from ecsd.http.core import (
@@ -223,7 +224,7 @@ def create_app(settings: Settings) -> Starlette:
     # volumes, disks, nics, resize and consoles before servers too: /cloudservers/nics/{nic_id} is not a server
     for module in (health, versions, identity, images, flavors, keypairs, limits, server_groups, tags, volumes,
                    disks, nics, resize, consoles, servers, nova, metadata, monitoring, changeos, jobs,
-                   nova_lifecycle, instance_actions, openapi, emulator):
+                   nova_lifecycle, instance_actions, openapi, emulator, webconsole):
         routes.extend(module.routes)
     routes.extend(versions.named_routes)     # GET /{api_version}: last, it matches any one-segment path
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
