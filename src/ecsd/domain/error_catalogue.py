@@ -177,3 +177,32 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     'Common.0001': (500, 'A system exception occurred. Try again later or contact customer service.'),
     'Common.1503': (503, 'Api flow control Error because %s.'),
 }
+
+# --- EVS (the disks of domain/volumes.py): the codes of the EVS API reference's "Error Codes" page
+# (evs_04_0038) that ecsd answers, code -> (HTTP status, documented message). errors.EcsError reads
+# both tables; the body is the same {"error": {"code", "message"}}.
+EVS: dict[str, tuple[int, str]] = {
+    'EVS.1003': (400, 'invalid volume name!'),
+    'EVS.1004': (400, 'invalid volume description!'),
+    'EVS.1005': (400, 'size of metadata is too large!'),
+    'EVS.1006': (400, 'invalid backup id!'),
+    'EVS.1007': (400, 'volume name and description can not both be empty!'),
+    'EVS.1010': (400, 'invalid volume size!'),
+    'EVS.1016': (400, 'Invalid input received: May specify only one of imageRef, snapshot_id, backup_id!'),
+    'EVS.1020': (400, 'invalid volume type!'),
+    'EVS.1021': (400, 'the quantity of volume is invalid!'),
+    'EVS.1023': (400, 'invalid filter limit!'),
+    'EVS.1024': (400, 'invalid filter marker!'),
+    'EVS.1036': (400, 'invalid availability zone!'),
+    'EVS.1039': (400, 'invalid sort_key!'),
+    'EVS.1040': (400, 'invalid sort_dir!'),
+    'EVS.1041': (400, 'invalid filter availablity-zone!'),
+    'EVS.1046': (400, ('volume status must be available, error, error_extending, error_restoring, '
+                       'error_rollbacking when delete volume!')),
+    'EVS.2024': (500, 'volume is error!'),
+    'EVS.2142': (400, 'invalid filter limit, can not greater than 1000.'),
+    'EVS.5400': (400, 'Malformed request body.'),
+    'EVS.5404': (404, 'Resource(Volume, Snapshot, Backup .etc) cound not be found.'),
+    'EVS.5500': (500, 'Internal server error.'),
+}
+CATALOGUE.update(EVS)

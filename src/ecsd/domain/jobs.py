@@ -4,22 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select
+import orjson
+from sqlalchemy import and_, bindparam, case, or_, select
 from sqlalchemy.engine import Connection
 
 from ecsd.domain import clock
+from ecsd.domain import states as st
 from ecsd.domain.errors import EcsError
 from ecsd.store.prepared import Prepared
 from ecsd.store.schema import jobs
 
+# A disk job (domain/volumes.py) names its disk in the parameters: they are read for those jobs only.
+_VOLUME_JOBS = (st.CREATE_VOLUME, st.DELETE_VOLUME)
 _COLUMNS = (jobs.c.job_id, jobs.c.job_type, jobs.c.status, jobs.c.server_id, jobs.c.parent_id, jobs.c.runnable,
-            jobs.c.begin_time, jobs.c.end_time, jobs.c.error_code, jobs.c.fail_reason)
+            jobs.c.begin_time, jobs.c.end_time, jobs.c.error_code, jobs.c.fail_reason,
+            case((or_(*(jobs.c.job_type == t for t in _VOLUME_JOBS)), jobs.c.params), else_=None).label("volume_params"))
+# EVS' JobEntities / SubJobEntities: what a disk job shows of its parameters.
+_VOLUME_ENTITIES = ("volume_id", "volume_type", "size", "name")
 
 
 def _view(row: dict[str, Any], sub_jobs: list | None) -> dict[str, Any]:
     entities: dict[str, Any] = {}
     if row["server_id"]:
         entities["server_id"] = row["server_id"]
+    if row["volume_params"]:
+        params = orjson.loads(row["volume_params"])
+        entities.update({k: params[k] for k in _VOLUME_ENTITIES if params.get(k) is not None})
     if row["parent_id"] and row["status"] == "FAIL":
         entities["errorcode_message"] = row["fail_reason"]
     if sub_jobs is not None:
