@@ -27,8 +27,8 @@ IMAGES = (s.UBUNTU, s.DEBIAN, s.CENTOS)
 FLAVORS = ("s3.small.1", "s3.medium.2")
 # What a mixed load may be refused with besides Ecs.0100 (busy): a disk attached elsewhere or in a job,
 # a disk not attached to that server, the flavor it already has. Each is the gate at work, not a fault.
-MIXED_REFUSALS = {"Ecs.0009", "Ecs.0100", "Ecs.0103", "Ecs.0104", "Ecs.0111", "Ecs.0113", "Ecs.0217",
-                  "Ecs.0218", "Ecs.0219", "Ecs.0220", "Ecs.0221", "Ecs.0222", "Ecs.0223", "Ecs.0224"}
+# (decisions.md, "Disks" and "Resize"): in a job (0101, 0102, 0103), already here (0057), not here (0111).
+MIXED_REFUSALS = {"Ecs.0009", "Ecs.0057", "Ecs.0100", "Ecs.0101", "Ecs.0102", "Ecs.0103", "Ecs.0104", "Ecs.0111"}
 
 
 def _mixed_request(rng: random.Random, ids: list[str], disks: list[str]) -> tuple[str, str, dict | None]:

@@ -36,7 +36,7 @@ def test_sqlite_single_node_survives_kill_9(tmp_path):
 def test_sqlite_mixed_operations_survive_kill_9(tmp_path):
     """Change OS, resize, attach and detach of data disks between servers, with kills in between: every
     disk ends attached to one server or none, every server has the flavor its last successful resize gave."""
-    outcome = run(str(tmp_path), servers=20, seconds=15, target_jobs=250, seed=5, mixed=True)
+    outcome = run(str(tmp_path), servers=20, seconds=20, target_jobs=250, seed=5, mixed=True)
     assert outcome.violations == [], _report(outcome)
     assert len(outcome.accepted) >= 50, _report(outcome)
     assert outcome.kills >= 3, _report(outcome)

@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy import and_
 from sqlalchemy.engine import Connection
 
-from ecsd.domain import actions, clock, server_groups, tags
+from ecsd.domain import actions, attachments, clock, server_groups, tags
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
 from ecsd.domain.changeos import driver_call
@@ -89,8 +89,11 @@ def accept_batch(conn: Connection, ident: Identity, action: str, server_ids: lis
                 runnable=False, server_id=server["id"], status=st.JOB_SUCCESS, params="{}", step=0, attempts=0,
                 created_at=now, begin_time=now, end_time=now))
             continue
-        srv.claim(conn, server, task, job_id)
         system = srv.system_volume(conn, server["id"])
+        if system is None and batch.sub_type == st.START_SINGLE_SERVER:
+            # its system disk was detached (domain/attachments.py): attach one first
+            raise EcsError("Ecs.0105", f"server {server['id']} has no system disk")
+        srv.claim(conn, server, task, job_id)
         actions.record_job(conn, ident, server["id"], batch.sub_type, job_id)
         submit(conn, job_id=job_id, project_id=ident.project_id, job_type=batch.sub_type, server_id=server["id"],
                parent_id=parent_id, params={"hard": hard, "delete_volume": delete_volume,
@@ -164,8 +167,10 @@ async def delete_disks_act(ctx: JobContext) -> None:
 
 
 def delete_record(conn: Connection, ctx: JobContext) -> None:
-    attached = srv.attached_volumes(conn, [ctx.server_id])[ctx.server_id]
+    # Shared disks are never deleted with a server: it only leaves them (domain/attachments.py).
+    attached = [v for v in srv.attached_volumes(conn, [ctx.server_id])[ctx.server_id] if not v["multiattach"]]
     doomed = [v["id"] for v in attached if v["boot_index"] == 0 or ctx.params["delete_volume"]]
+    attachments.drop_server_attachments(conn, ctx.server_id)
     conn.execute(volumes.update().where(and_(volumes.c.server_id == ctx.server_id, volumes.c.id.not_in(doomed)))
                  .values(server_id=None, device=None, status="available"))
     conn.execute(volumes.update().where(volumes.c.id.in_(doomed)).values(server_id=None, status="deleting"))

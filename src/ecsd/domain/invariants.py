@@ -13,11 +13,11 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.engine import Connection
 
 from ecsd.domain import states as st
-from ecsd.store.schema import flavors, jobs, projects, servers, volumes
+from ecsd.store.schema import flavors, jobs, projects, servers, volume_attachments, volumes
 
 
 def jobs_finished(conn: Connection) -> list[str]:
@@ -41,14 +41,17 @@ def accepted_jobs_recorded(conn: Connection, accepted: Iterable[str]) -> list[st
 
 
 def one_system_disk(conn: Connection) -> list[str]:
-    """Every live server has exactly one attached system disk, created from the server's image."""
+    """Every live server has exactly one attached system disk, created from the server's image; but a
+    stopped server may have none (its system disk was detached: domain/attachments.py)."""
     disks = (select(volumes.c.server_id, func.count().label("n"), func.min(volumes.c.image_id).label("image"))
              .where(volumes.c.boot_index == 0).group_by(volumes.c.server_id).subquery())
-    rows = conn.execute(select(servers.c.id, servers.c.image_id, disks.c.n, disks.c.image)
+    rows = conn.execute(select(servers.c.id, servers.c.image_id, servers.c.vm_state, disks.c.n, disks.c.image)
                         .select_from(servers.outerjoin(disks, disks.c.server_id == servers.c.id))
                         .where(servers.c.deleted.is_(False))).all()
     out = []
     for r in rows:
+        if r.n is None and r.vm_state == st.STOPPED:
+            continue
         if r.n != 1:
             out.append(f"server {r.id} has {r.n or 0} system disks")
         elif r.image != r.image_id:
@@ -70,6 +73,24 @@ def image_of_last_successful_change(conn: Connection) -> list[str]:
         image = json.loads(r.params)["image"]["id"]
         if image != r.image_id:
             out.append(f"server {r.server_id} runs {r.image_id}, but its last change {r.job_id} installed {image}")
+    return out
+
+
+def flavor_of_last_successful_resize(conn: Connection) -> list[str]:
+    """A server whose last resize (or revert) succeeded has that job's flavor."""
+    kinds = (st.RESIZE_SERVER, st.REVERT_RESIZE)
+    last = (select(jobs.c.server_id, func.max(jobs.c.created_at).label("at"))
+            .where(jobs.c.job_type.in_(kinds)).group_by(jobs.c.server_id).subquery())
+    rows = conn.execute(select(jobs.c.job_id, jobs.c.server_id, jobs.c.params, servers.c.flavor_id)
+                        .join(last, and_(last.c.server_id == jobs.c.server_id, last.c.at == jobs.c.created_at))
+                        .join(servers, servers.c.id == jobs.c.server_id)
+                        .where(and_(jobs.c.job_type.in_(kinds), jobs.c.status == st.JOB_SUCCESS,
+                                    servers.c.deleted.is_(False)))).all()
+    out = []
+    for r in rows:
+        flavor = json.loads(r.params)["new_flavor"]
+        if flavor != r.flavor_id:
+            out.append(f"server {r.server_id} has flavor {r.flavor_id}, but its last resize {r.job_id} set {flavor}")
     return out
 
 
@@ -104,8 +125,40 @@ def no_orphan_volumes(conn: Connection) -> list[str]:
     """No system disk is left unattached, and no disk is stuck half created or half deleted."""
     rows = conn.execute(select(volumes.c.id, volumes.c.status, volumes.c.image_id, volumes.c.server_id).where(
         (volumes.c.status.in_(("creating", "deleting"))) |
-        (volumes.c.server_id.is_(None) & volumes.c.image_id.is_not(None)))).all()
+        (volumes.c.server_id.is_(None) & (volumes.c.boot_index == 0)))).all()
     return [f"volume {r.id} is {r.status}, attached to {r.server_id}" for r in rows]
+
+
+def attachments_consistent(conn: Connection) -> list[str]:
+    """A disk that is not shared is attached in volumes.server_id only (never through volume_attachments);
+    every attachment row belongs to a shared disk and a live server; no server has two disks at one device."""
+    out = []
+    rows = conn.execute(select(volume_attachments.c.volume_id, volume_attachments.c.server_id,
+                               volumes.c.multiattach, volumes.c.server_id.label("own"), servers.c.deleted)
+                        .select_from(volume_attachments
+                                     .join(volumes, volumes.c.id == volume_attachments.c.volume_id)
+                                     .outerjoin(servers, servers.c.id == volume_attachments.c.server_id))).all()
+    for r in rows:
+        if not r.multiattach or r.own is not None:
+            out.append(f"volume {r.volume_id} is not shared but has an attachment row for server {r.server_id}")
+        if r.deleted is None or r.deleted:
+            out.append(f"volume {r.volume_id} is attached to server {r.server_id}, which does not exist")
+    orphans = conn.execute(select(volumes.c.id, volumes.c.server_id)
+                           .select_from(volumes.outerjoin(servers, servers.c.id == volumes.c.server_id))
+                           .where(and_(volumes.c.server_id.is_not(None),
+                                       or_(servers.c.id.is_(None), servers.c.deleted.is_(True))))).all()
+    out += [f"volume {r.id} is attached to server {r.server_id}, which does not exist" for r in orphans
+            if not _deleting(conn, r.id)]
+    devices = union_all(select(volumes.c.server_id, volumes.c.device).where(volumes.c.server_id.is_not(None)),
+                        select(volume_attachments.c.server_id, volume_attachments.c.device)).subquery()
+    dup = conn.execute(select(devices.c.server_id, devices.c.device).where(devices.c.device.is_not(None))
+                       .group_by(devices.c.server_id, devices.c.device).having(func.count() > 1)).all()
+    out += [f"server {r.server_id} has several disks at {r.device}" for r in dup]
+    return out
+
+
+def _deleting(conn: Connection, volume_id: str) -> bool:
+    return conn.execute(select(volumes.c.status).where(volumes.c.id == volume_id)).scalar() == st.VOLUME_DELETING
 
 
 def backend_disks_match(conn: Connection, disk_ids: Iterable[str]) -> list[str]:
@@ -148,8 +201,9 @@ def overlapping_operations(oplog_lines: Iterable[str]) -> list[str]:
 def check_all(conn: Connection, accepted: Iterable[str] = (), disk_dir: str | None = None,
               oplog: str | None = None) -> list[str]:
     found = (jobs_finished(conn) + accepted_jobs_recorded(conn, accepted) + one_system_disk(conn)
-             + image_of_last_successful_change(conn) + servers_released(conn) + no_orphan_volumes(conn)
-             + server_counts_match(conn))
+             + image_of_last_successful_change(conn) + flavor_of_last_successful_resize(conn)
+             + servers_released(conn) + no_orphan_volumes(conn) + server_counts_match(conn)
+             + attachments_consistent(conn))
     if disk_dir is not None:
         found += backend_disks_match(conn, os.listdir(disk_dir) if os.path.isdir(disk_dir) else [])
     if oplog is not None and os.path.exists(oplog):

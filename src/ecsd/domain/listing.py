@@ -166,13 +166,15 @@ _PAGE_SELECT = select(*(servers.c[name] for name in PAGE_COLUMNS))
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One v1 page: ``count`` matching servers in all; ``rows`` (PAGE_COLUMNS values) newest first."""
+    """One v1 page: ``count`` matching servers in all; ``rows`` (PAGE_COLUMNS values) newest first, with
+    what their views show besides: disks, flavors, tags and server groups (``os:scheduler_hints``)."""
 
     count: int
     rows: list[tuple]
     volumes: dict[str, list[Volume]]              # server id -> its attached disks, system disk first
     flavors: dict[str, Flavor | None]             # flavor id -> (name, vcpus, ram); None if unknown
     tags: dict[str, tuple[str, ...]] = field(default_factory=dict)   # server id -> its tags as shown
+    groups: dict[str, str] = field(default_factory=dict)             # server id -> its server group
 
 
 class _Orders:
@@ -251,6 +253,11 @@ def _ranked(conn: Connection, project_id: str, first: int, limit: int) -> tuple[
     return count, ids[first:first + limit], keys[first:first + limit]
 
 
+def _disk_order(v: Volume) -> tuple:
+    """The order of servers.attached_volumes: the system disk, the disks with a boot index, then by device."""
+    return (v[1] is None, v[1] or 0, v[2] or "")
+
+
 def _joined(conn: Connection, keys: list, ids: list[str], project_id: str, by_id: bool,
             volumes: dict[str, list[Volume]]) -> list[tuple]:
     """The live rows of the servers ``ids`` (fetched by ``keys``) in that order; disks into ``volumes``."""
@@ -291,9 +298,14 @@ def list_page(conn: Connection, project_id: str, limit: int, page: int, filters:
                                                .limit(limit).offset(first))]
         if rows:
             volumes = pages.disks(conn, [r[_ID] for r in rows])
+    shown = [r[_ID] for r in rows]
+    if shown:   # shared disks are attached through volume_attachments (domain/attachments.py)
+        for sid, extra in pages.shared_disks(conn, shown).items():
+            volumes[sid] = sorted([*volumes.get(sid, ()), *extra], key=_disk_order)
     flavors = pages.flavors(conn, list({r[_FLAVOR] for r in rows})) if rows else {}
-    tags = pages.tags(conn, [r[_ID] for r in rows]) if rows else {}
-    return Page(count, rows, volumes, flavors, tags)
+    tags = pages.tags(conn, shown) if shown else {}
+    groups = pages.groups(conn, shown) if shown else {}      # os:scheduler_hints: one query per page
+    return Page(count, rows, volumes, flavors, tags, groups)
 
 
 def page_server(row: tuple) -> dict[str, Any]:

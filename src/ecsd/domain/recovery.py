@@ -1,4 +1,6 @@
-"""After a crash: settle servers whose task_state has no live job, as states.AFTER_CRASH_ORPHAN_TASK says.
+"""After a crash: settle servers whose task_state has no live job, as states.AFTER_CRASH_ORPHAN_TASK says,
+and disks left in a transitional status by a job that is gone (states.AFTER_CRASH_ORPHAN_VOLUME,
+attachments.settle_orphan_volumes).
 
 Normally a server's task_state belongs to an in-flight job that the engine resumes; this only finds
 servers left behind by a job that ended without releasing them (or a database edited by hand).
@@ -9,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Connection
 
-from ecsd.domain import clock
+from ecsd.domain import attachments, clock
 from ecsd.domain import states as st
 from ecsd.store.schema import jobs, servers
 
@@ -30,4 +32,4 @@ def settle_orphans(conn: Connection) -> int:
                 if row.task_state in (st.REBUILDING, st.REBUILD_BDM, st.REBUILD_SPAWNING):
                     values["failed_op"] = st.CHANGE_OS   # a failed OS change may be retried
         conn.execute(servers.update().where(servers.c.id == row.id).values(**values))
-    return len(rows)
+    return len(rows) + attachments.settle_orphan_volumes(conn)

@@ -19,7 +19,7 @@ from ecsd.domain import clock
 from ecsd.domain import states as st
 from ecsd.domain.errors import EcsError
 from ecsd.store.prepared import Prepared
-from ecsd.store.schema import flavors, projects, servers, volumes
+from ecsd.store.schema import flavors, projects, servers, volume_attachments, volumes
 
 _JSON_COLUMNS = ("metadata", "addresses", "fault")
 
@@ -87,18 +87,37 @@ _ATTACHED = (select(volumes).where(volumes.c.server_id.in_(bindparam("server_ids
              .order_by(volumes.c.server_id, volumes.c.boot_index.is_(None), volumes.c.boot_index, volumes.c.device))
 
 
+# Shared disks (volumes.multiattach) are attached through volume_attachments (domain/attachments.py):
+# their row shows the server and the device of that attachment.
+_SHARED = (select(*(c for c in volumes.c if c.name not in ("server_id", "device")),
+                  volume_attachments.c.server_id, volume_attachments.c.device)
+           .join(volume_attachments, volume_attachments.c.volume_id == volumes.c.id)
+           .where(volume_attachments.c.server_id.in_(bindparam("server_ids", expanding=True))))
+
+
+def _disk_order(v: dict[str, Any]) -> tuple:
+    return (v["boot_index"] is None, v["boot_index"] or 0, v["device"] or "")
+
+
 def attached_volumes(conn: Connection, server_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """server id -> its attached volumes, system disk (boot_index 0) first."""
+    """server id -> its attached volumes (shared ones too), system disk (boot_index 0) first."""
     out: dict[str, list[dict[str, Any]]] = {s: [] for s in server_ids}
     if not server_ids:
         return out
     rows = conn.execute(_ATTACHED, {"server_ids": list(server_ids)}).all()
     for r in rows:
         out[r.server_id].append(dict(r._mapping))
+    shared = conn.execute(_SHARED, {"server_ids": list(server_ids)}).all()
+    for r in shared:
+        out[r.server_id].append(dict(r._mapping))
+    if shared:
+        for sid in {r.server_id for r in shared}:
+            out[sid].sort(key=_disk_order)
     return out
 
 
 def system_volume(conn: Connection, server_id: str) -> dict[str, Any] | None:
+    """The server's system disk, or None (a shared disk is never one: domain/attachments.py)."""
     return _SYSTEM_VOLUME.first(conn, {"server_id": server_id})
 
 
@@ -111,7 +130,7 @@ def check_gate(server: dict[str, Any], op: str) -> None:
                        + (" with an operation in progress" if server["job_id"] else ""))
 
 
-def claim(conn: Connection, server: dict[str, Any], task_state: str, job_id: str) -> None:
+def claim(conn: Connection, server: dict[str, Any], task_state: str | None, job_id: str) -> None:
     """Compare-and-set: take the server for ``job_id`` if nobody changed it since it was read."""
     matched = _CLAIM.execute(conn, {"b_id": server["id"], "b_vm_state": server["vm_state"],
                                     "b_task_state": task_state, "b_job_id": job_id, "b_now": clock.now()})

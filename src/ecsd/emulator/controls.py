@@ -31,7 +31,7 @@ from ecsd.engine.engine import Engine, JobContext, JobType, Step, StepFailed
 # A batch operation's sub-jobs carry the steps.
 SUB_JOB = {st.CREATE_SERVER: st.CREATE_SINGLE_SERVER, st.DELETE_SERVER: st.DELETE_SINGLE_SERVER,
            st.START_SERVER: st.START_SINGLE_SERVER, st.STOP_SERVER: st.STOP_SINGLE_SERVER,
-           st.REBOOT_SERVER: st.REBOOT_SINGLE_SERVER}
+           st.REBOOT_SERVER: st.REBOOT_SINGLE_SERVER, st.BATCH_ATTACH_VOLUME: st.ATTACH_VOLUME}
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,15}\.[0-9A-Za-z]{1,8}")
 MAX_FAULTS = 1000
 MAX_DELAY = 600.0

@@ -1,4 +1,4 @@
-"""Servers over HTTP (ECS v1 API): create, show, list, modify, delete, batch actions, disks.
+"""Servers over HTTP (ECS v1 API): create, show, list, modify, delete, batch actions, console output.
 
     POST /v1/{project_id}/cloudservers                     create (job createServer)
     GET  /v1/{project_id}/cloudservers/detail              list with filters and page-number paging
@@ -6,8 +6,9 @@
     PUT  /v1/{project_id}/cloudservers/{server_id}         rename / describe
     POST /v1/{project_id}/cloudservers/delete              delete (job deleteServer)
     POST /v1/{project_id}/cloudservers/action              os-start / os-stop / reboot
-    GET  /v1/{project_id}/cloudservers/{server_id}/block_device
-    GET  /v1/{project_id}/cloudservers/{server_id}/os-volume_attachments
+    GET  /v1/{project_id}/cloudservers/{server_id}/console-output
+
+The disks of a server (block_device, os-volume_attachments, attach, detach) are in ``http/disks.py``.
 
 The server views live in ``http/server_views.py`` (shared with ``http/nova.py``).
 Bodies are checked for shape here (wrong JSON types, missing fields: Ecs.0005); limits with a code
@@ -17,7 +18,6 @@ of their own in the reference (name, count, description, disks, NICs) are checke
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
@@ -26,9 +26,20 @@ from starlette.routing import Route
 
 from ecsd.domain import batch, clock, consoles, idempotency, lifecycle
 from ecsd.domain import servers as srv
-from ecsd.domain.errors import EcsError, invalid
+from ecsd.domain.errors import invalid
 from ecsd.domain.listing import Filters, list_page
-from ecsd.http.core import JSON, Ctx, Param, endpoint, json, no_content, parse, query_int, read_json
+from ecsd.http.core import (
+    JSON,
+    Ctx,
+    Param,
+    accept_or_dry_run,
+    endpoint,
+    json,
+    no_content,
+    parse,
+    query_int,
+    read_json,
+)
 from ecsd.http.server_views import list_body, server_views, update_view
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
@@ -110,9 +121,6 @@ class CreateBody(BaseModel):
     dry_run: bool = False
 
 
-class _DryRun(Exception):
-    """Raised inside the acceptance transaction of a dry run, so that nothing it wrote is kept."""
-
 
 @endpoint(ok=(200, 202), body=CreateBody, headers=IDEMPOTENCY)    # 202: a dry run
 async def create_servers(request: Request, ctx: Ctx) -> Response:
@@ -132,16 +140,11 @@ async def create_servers(request: Request, ctx: Ctx) -> Response:
         token = idempotency.check_token(token)
     digest = idempotency.fingerprint(body.model_dump(mode="json")) if token is not None else ""
 
-    def run(conn):
-        accepted = lifecycle.accept_create(conn, ctx.ident, spec, token, digest, ctx.services.driver)
-        if body.dry_run:
-            raise _DryRun   # every check passed; roll the transaction back
-        return accepted
-
-    try:
-        job_id, ids = await ctx.services.store.run(run)
-    except _DryRun:
+    accepted = await accept_or_dry_run(ctx, body.dry_run, lifecycle.accept_create, ctx.ident, spec, token, digest,
+                                       ctx.services.driver)
+    if accepted is None:
         return json({}, status=202)
+    job_id, ids = accepted
     ctx.services.submitted()
     return json({"job_id": job_id, "serverIds": ids})
 
@@ -285,63 +288,7 @@ async def batch_action(request: Request, ctx: Ctx) -> Response:
     return json({"job_id": job_id})
 
 
-# --- disks ------------------------------------------------------------------------------------------------
-
-async def _server_and_volumes(request: Request, ctx: Ctx):
-    def run(conn):
-        row = srv.load(conn, ctx.ident.project_id, request.path_params["server_id"])
-        return row, srv.attached_volumes(conn, [row["id"]])[row["id"]]
-
-    return await ctx.services.store.read(run)
-
-
-def _block_device_views(row: dict[str, Any], vols: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"serverId": row["id"], "volumeId": v["id"], "id": v["id"], "size": v["size"], "device": v["device"],
-             "pciAddress": f"0000:02:{i + 1:02x}.0",
-             "bootIndex": v["boot_index"] if v["boot_index"] is not None else -1, "bus": "virtio"}
-            for i, v in enumerate(vols)]
-
-
-@endpoint(ok=200, errors=404)
-async def block_devices(request: Request, ctx: Ctx) -> Response:
-    row, vols = await _server_and_volumes(request, ctx)
-    used = len(vols)
-    return json({"volumeAttachments": _block_device_views(row, vols),
-                 "attachableQuantity": {"free_scsi": 59, "free_blk": max(0, 24 - used),
-                                        "free_disk": max(0, 24 - used)}})
-
-
-@endpoint(ok=200, errors=404)
-async def block_device(request: Request, ctx: Ctx) -> Response:
-    """One attached disk (querying_a_single_disk_attached_to_an_ecs.rst)."""
-    row, vols = await _server_and_volumes(request, ctx)
-    wanted = request.path_params["volume_id"]
-    for view in _block_device_views(row, vols):
-        if view["volumeId"] == wanted:
-            return json({"volumeAttachment": view})
-    raise EcsError("Ecs.0111", f"volume {wanted} is not attached to this ECS")
-
-
-def _attachment(row: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:
-    return {"serverId": row["id"], "volumeId": v["id"], "id": v["id"], "device": v["device"]}
-
-
-@endpoint(ok=200, errors=404)
-async def volume_attachments(request: Request, ctx: Ctx) -> Response:
-    """v1 and Nova: the disks attached to a server."""
-    row, vols = await _server_and_volumes(request, ctx)
-    return json({"volumeAttachments": [_attachment(row, v) for v in vols]})
-
-
-@endpoint(ok=200, errors=404)
-async def volume_attachment(request: Request, ctx: Ctx) -> Response:
-    """Nova: one attached disk; a disk not attached to this server is Ecs.0111, as for block_device."""
-    row, vols = await _server_and_volumes(request, ctx)
-    for v in vols:
-        if v["id"] == request.path_params["volume_id"]:
-            return json({"volumeAttachment": _attachment(row, v)})
-    raise EcsError("Ecs.0111", f"volume {request.path_params['volume_id']} is not attached to server {row['id']}")
-
+# --- console output ----------------------------------------------------------------------------------
 
 @endpoint(ok=200, query={"length": int}, errors=404)
 async def show_server_console_output(request: Request, ctx: Ctx) -> Response:
@@ -361,11 +308,5 @@ routes = [
     Route("/v1/{project_id}/cloudservers/server-name", rename_servers, methods=["PUT"]),   # before {server_id}
     Route("/v1/{project_id}/cloudservers/{server_id}", show_server, methods=["GET"]),
     Route("/v1/{project_id}/cloudservers/{server_id}", update_server, methods=["PUT"]),
-    Route("/v1/{project_id}/cloudservers/{server_id}/block_device", block_devices, methods=["GET"]),
     Route("/v1/{project_id}/cloudservers/{server_id}/console-output", show_server_console_output, methods=["GET"]),
-    Route("/v1/{project_id}/cloudservers/{server_id}/block_device/{volume_id}", block_device, methods=["GET"]),
-    Route("/v1/{project_id}/cloudservers/{server_id}/os-volume_attachments", volume_attachments, methods=["GET"]),
-    Route("/v2.1/{project_id}/servers/{server_id}/os-volume_attachments", volume_attachments, methods=["GET"]),
-    Route("/v2.1/{project_id}/servers/{server_id}/os-volume_attachments/{volume_id}", volume_attachment,
-          methods=["GET"]),
 ]

@@ -42,6 +42,8 @@ class _Sql:
     volumes: str
     flavors: str
     tags: str
+    groups: str
+    shared: str
 
 
 def _sql(p: str, values_in: Callable[[int], str], by_rowid: bool, false: str, id_order: str,
@@ -60,7 +62,9 @@ def _sql(p: str, values_in: Callable[[int], str], by_rowid: bool, false: str, id
         volumes=("SELECT server_id, id, boot_index, device FROM volumes WHERE server_id {values} "
                  "ORDER BY server_id, boot_index IS NULL, boot_index, device"),
         flavors="SELECT id, name, vcpus, ram FROM flavors WHERE id {values}",
-        tags="SELECT server_id, key, value FROM server_tags WHERE server_id {values}")
+        tags="SELECT server_id, key, value FROM server_tags WHERE server_id {values}",
+        groups="SELECT server_id, group_id FROM server_group_members WHERE server_id {values}",
+        shared="SELECT server_id, volume_id, NULL, device FROM volume_attachments WHERE server_id {values}")
 
 
 @functools.lru_cache(maxsize=64)
@@ -129,6 +133,15 @@ def disks(conn: Connection, server_ids: list[str]) -> dict[str, list[Volume]]:
     return out
 
 
+def shared_disks(conn: Connection, server_ids: list[str]) -> dict[str, list[Volume]]:
+    """server id -> the shared disks attached to it (volume_attachments; never a system disk)."""
+    dbapi, sql = _dialect(conn)
+    out: dict[str, list[Volume]] = {}
+    for v in _run_in(dbapi, sql, sql.shared, server_ids):
+        out.setdefault(v[0], []).append(v[1:])
+    return out
+
+
 def flavors(conn: Connection, flavor_ids: list[str]) -> dict[str, Flavor | None]:
     """flavor id -> (name, vcpus, ram); None for an id that names no flavor."""
     dbapi, sql = _dialect(conn)
@@ -145,3 +158,10 @@ def tags(conn: Connection, server_ids: list[str]) -> dict[str, tuple[str, ...]]:
     for sid, key, value in _run_in(dbapi, sql, sql.tags, server_ids):
         out.setdefault(sid, []).append((key, value))
     return {sid: tuple(k if v == "" else f"{k}={v}" for k, v in sorted(pairs)) for sid, pairs in out.items()}
+
+
+def groups(conn: Connection, server_ids: list[str]) -> dict[str, str]:
+    """server id -> the server group it is in (domain/server_groups.py: ``scheduler_hints``); a server in
+    none is absent."""
+    dbapi, sql = _dialect(conn)
+    return dict(_run_in(dbapi, sql, sql.groups, server_ids))

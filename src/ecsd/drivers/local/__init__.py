@@ -10,6 +10,7 @@ One module per concept:
 * :mod:`.boot`    the driver's kernel and initramfs, taken from a Debian kernel package;
 * :mod:`.qemu`    one ``qemu-system-x86_64`` process per running server, controlled over QMP, and the
                   check that its guest came up;
+* :mod:`.hotplug` disks plugged into and out of a running QEMU over QMP, with stable names and PCI slots;
 * :mod:`.helpers` helper processes (FUSE views, the KVM probe) recorded durably, ended after a crash;
 * :mod:`.driver`  :class:`LocalDriver`, the ``ComputeDriver`` the job steps call;
 * :mod:`.cli`     the ``ecsd images`` command group.

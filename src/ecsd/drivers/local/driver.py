@@ -7,7 +7,11 @@ create_disk     ``disks/<id>.qcow2``: an overlay on the image's file, sized max(
                 system grown; ``source=None``: a blank disk
 delete_disk     remove the file (refused while a running server uses it)
 inject          key pair / password / user data into the disk's ext4 (debugfs on a raw view)
-attach/detach   record the disk at a device in ``servers/<id>/server.json`` (the server is off)
+attach/detach   record the disk at a device in ``servers/<id>/server.json``; a running server gets it
+                hot-plugged (QMP ``blockdev-add`` + ``device_add``) or unplugged (``device_del``, wait
+                until the guest let it go, ``blockdev-del``): hotplug.py
+set_flavor      record vCPUs and RAM in server.json: the next start uses them (within the host's limits)
+plug/unplug_nic record the NIC (port id, MAC) in server.json; servers have no guest network yet
 start           boot a QEMU process from the attached disks with the driver's kernel and initramfs,
                 and return once the guest has come up (else kill it and fail)
 stop            ACPI power-down, ``quit`` after the grace period (``hard``: at once)
@@ -29,6 +33,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator, Mapping
@@ -36,7 +41,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ecsd.drivers.base import DiskSource, DriverError, Injection
-from ecsd.drivers.local import boot, images, proc
+from ecsd.drivers.local import boot, hotplug, images, proc
 from ecsd.drivers.local import inject as injection
 from ecsd.drivers.local.disks import DiskStore, fuse_usable
 from ecsd.drivers.local.helpers import Helpers, start_time
@@ -44,6 +49,7 @@ from ecsd.drivers.local.paths import Layout, check_device, check_id
 from ecsd.drivers.local.qemu import Hypervisor, probe_kvm
 
 log = logging.getLogger("ecsd.driver.local")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 STATE = "server.json"
 PAUSED = "test-paused"
@@ -61,7 +67,8 @@ def _default_max_servers() -> int:
 class LocalOptions:
     """The local driver's settings and limits; each can be set with ``ECSD_LOCAL_<NAME>``."""
 
-    memory_mb: int = 256              # -m of every server (the flavor's RAM is not reserved on this host)
+    memory_mb: int = 256              # -m of a server whose flavor was never set (set_flavor)
+    max_memory_mb: int = 1024         # -m is the flavor's RAM up to this cap (this host reserves no more)
     vcpus: int = 1                    # under KVM only; TCG always gets 1
     max_servers: int = field(default_factory=_default_max_servers)   # running at the same time
     max_disk_gb: int = 100            # largest disk create_disk accepts
@@ -98,7 +105,7 @@ class LocalOptions:
             raise SystemExit("ECSD_LOCAL_ACCEL must be auto, tcg or kvm")
         if self.disk_format not in ("auto", "qcow2", "raw"):
             raise SystemExit("ECSD_LOCAL_DISK_FORMAT must be auto, qcow2 or raw")
-        if self.memory_mb < 64 or self.vcpus < 1 or self.max_servers < 1 or self.max_disk_gb < 1:
+        if self.memory_mb < 64 or self.max_memory_mb < 64 or self.vcpus < 1 or self.max_servers < 1 or self.max_disk_gb < 1:
             raise SystemExit("the local driver's limits must be positive (memory at least 64 MB)")
         if self.boot_timeout <= 0 or self.boot_settle < 0:
             raise SystemExit("ECSD_LOCAL_BOOT_TIMEOUT must be positive, ECSD_LOCAL_BOOT_SETTLE not negative")
@@ -296,26 +303,33 @@ class LocalDriver:
                 await self._pause("inject")           # while the FUSE view (qcow2) holds the disk
 
     async def attach(self, server_id: str, volume_id: str, device: str) -> None:
+        """Record the disk at ``device``; hot-plug it when the server runs. Idempotent: attaching the
+        same disk at the same device again finishes an interrupted hot-plug or does nothing."""
         check_id(server_id, "server id")
         check_id(volume_id, "volume id")
         check_device(device)
         state = self._load(server_id)
-        if state["disks"].get(device) == volume_id:
-            return
-        if self.disks.find(volume_id) is None:
-            raise DriverError(f"disk {volume_id} does not exist")
+        found = self.disks.find(volume_id)
+        if state["disks"].get(device) != volume_id:
+            if found is None:
+                raise DriverError(f"disk {volume_id} does not exist")
+            if device in state["disks"]:
+                raise DriverError(f"{device} of server {server_id} already holds disk {state['disks'][device]}")
+            holder = self._holder(volume_id)
+            if holder is not None:
+                raise DriverError(f"disk {volume_id} is attached to server {holder}")
         if self.hv.pid(server_id) is not None:
-            raise DriverError("disks are attached while the server is off (no hot-plug here)")
-        if device in state["disks"]:
-            raise DriverError(f"{device} of server {server_id} already holds disk {state['disks'][device]}")
-        holder = self._holder(volume_id)
-        if holder is not None:
-            raise DriverError(f"disk {volume_id} is attached to server {holder}")
-        state["disks"][device] = volume_id
-        self._save(server_id, state)
+            if found is None:
+                raise DriverError(f"disk {volume_id} does not exist")
+            with self._timed("hotplug", volume_id):
+                await hotplug.plug(self.layout.qmp_socket(server_id), volume_id, found[0], found[1], device)
+        if state["disks"].get(device) != volume_id:
+            state["disks"][device] = volume_id
+            self._save(server_id, state)
         await self._pause("attach")
 
     async def detach(self, server_id: str, volume_id: str) -> None:
+        """Forget the disk; unplug it first when the server runs (the guest must release it). Idempotent."""
         check_id(server_id, "server id")
         check_id(volume_id, "volume id")
         state = self._load(server_id)
@@ -323,11 +337,58 @@ class LocalDriver:
         if not devices:
             return
         if self.hv.pid(server_id) is not None:
-            raise DriverError("disks are detached while the server is off (no hot-plug here)")
+            with self._timed("unplug", volume_id):
+                await hotplug.unplug(self.layout.qmp_socket(server_id), volume_id)
         for d in devices:
             del state["disks"][d]
         self._save(server_id, state)
         await self._pause("detach")
+
+    async def plugged(self, server_id: str) -> set[str]:
+        """The volumes the server's running QEMU has (its QMP block nodes); empty when it is off."""
+        if self.hv.pid(check_id(server_id, "server id")) is None:
+            return set()
+        return await hotplug.plugged(self.layout.qmp_socket(server_id))
+
+    # --- flavor and NICs ---------------------------------------------------------------------------------
+
+    def machine_size(self, server_id: str, accel: str) -> tuple[int, int]:
+        """(vCPUs, MB) of the server's next start: its flavor's (set_flavor) within this host's limits,
+        vCPUs at most the host's CPUs (1 under TCG), RAM at most ``max_memory_mb``; else the defaults."""
+        flavor = self._load(server_id).get("flavor")
+        if not flavor:
+            return (self.options.vcpus if accel == "kvm" else 1), self.options.memory_mb
+        vcpus = max(1, min(int(flavor["vcpus"]), os.cpu_count() or 1)) if accel == "kvm" else 1
+        return vcpus, max(64, min(int(flavor["ram_mb"]), self.options.max_memory_mb))
+
+    async def set_flavor(self, server_id: str, vcpus: int, ram_mb: int) -> None:
+        check_id(server_id, "server id")
+        if vcpus < 1 or ram_mb < 1:
+            raise DriverError(f"a flavor of {vcpus} vCPUs and {ram_mb} MB cannot run")
+        state = self._load(server_id)
+        if state.get("flavor") != {"vcpus": vcpus, "ram_mb": ram_mb}:
+            state["flavor"] = {"vcpus": vcpus, "ram_mb": ram_mb}
+            self._save(server_id, state)
+
+    async def plug_nic(self, server_id: str, port_id: str, mac: str) -> None:
+        """Record the NIC; the guest gets no network device yet (servers run with ``-nic none``)."""
+        check_id(server_id, "server id")
+        check_id(port_id, "port id")
+        if not _MAC.fullmatch(mac):
+            raise DriverError(f"{mac!r} is not a MAC address")
+        state = self._load(server_id)
+        nics = state.setdefault("nics", {})
+        if nics.get(port_id) != mac:
+            nics[port_id] = mac
+            self._save(server_id, state)
+
+    async def unplug_nic(self, server_id: str, port_id: str) -> None:
+        check_id(server_id, "server id")
+        check_id(port_id, "port id")
+        state = self._load(server_id)
+        if port_id in state.get("nics", {}):
+            del state["nics"][port_id]
+            self._save(server_id, state)
 
     # --- power ----------------------------------------------------------------------------------------
 
@@ -430,21 +491,23 @@ class LocalDriver:
             raise DriverError(f"server {server_id} has no disk to boot from")
         system = boot_volume or attached.get("/dev/vda") or attached[min(attached)]
         order = [system] + [attached[d] for d in sorted(attached) if attached[d] != system]
+        device_of = {v: d for d, v in attached.items()}
         disks = []
         for vid in order:
             found = self.disks.find(vid)
             if found is None:
                 raise DriverError(f"disk {vid} of server {server_id} does not exist")
-            disks.append((found[0], found[1], vid))
+            disks.append((found[0], found[1], vid, device_of[vid]))
         kit = await self.boot_kit()
         accel = await self.accel()
+        vcpus, memory_mb = self.machine_size(server_id, accel)
         if self._start_lock is None:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
             others = [s for s in self.running() if s != server_id]
             if len(others) >= self.options.max_servers:
                 raise DriverError(f"this host runs at most {self.options.max_servers} servers at once")
-            await self.hv.launch(server_id, disks, kit, accel)
+            await self.hv.launch(server_id, disks, kit, accel, vcpus, memory_mb)
         state.update(running=True, up=None, handover=kit.handover)
         self._save(server_id, state)
 

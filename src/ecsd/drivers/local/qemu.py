@@ -31,7 +31,7 @@ import signal
 import subprocess
 
 from ecsd.drivers.base import DriverError
-from ecsd.drivers.local import proc
+from ecsd.drivers.local import hotplug, proc
 from ecsd.drivers.local.boot import PROBE_OK, BootKit
 from ecsd.drivers.local.helpers import Helpers
 from ecsd.drivers.local.paths import Layout, qemu_escape
@@ -155,20 +155,24 @@ class Hypervisor:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
-    def argv(self, server_id: str, disks: list[tuple[str, str, str]], kit: BootKit, accel: str) -> list[str]:
-        """The QEMU command line; ``disks`` are (path, format, volume id), the system disk first."""
+    def argv(self, server_id: str, disks: list[tuple[str, str, str, str]], kit: BootKit, accel: str,
+             vcpus: int | None = None, memory_mb: int | None = None) -> list[str]:
+        """The QEMU command line; ``disks`` are (path, format, volume id, device), the system disk first;
+        ``vcpus`` / ``memory_mb``: the server's flavor as the driver allows it (default: the driver's)."""
         sdir = self.layout.server_dir(server_id)
         argv = [proc.tool("qemu-system-x86_64"), "-name", f"guest={self._name(server_id)}",
-                "-machine", f"pc,accel={accel}", "-smp", str(self.vcpus if accel == "kvm" else 1),
-                "-m", str(self.memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+                "-machine", f"pc,accel={accel}", "-smp", str((vcpus or self.vcpus) if accel == "kvm" else 1),
+                "-m", str(memory_mb or self.memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
                 "-nic", "none", "-kernel", kit.kernel, "-initrd", kit.initrd,
                 "-append", "console=ttyS0 root=/dev/vda rw panic=-1 quiet"]
         if accel == "kvm":
             argv += ["-cpu", "host"]
-        for n, (path, fmt, volume_id) in enumerate(disks):
-            # In this order the guest sees vda, vdb, ...; the serial is the volume id (cut to 20, as Nova).
-            drive = f"file={qemu_escape(path)},format={fmt},if=none,id=disk{n},cache=writeback,discard=unmap"
-            argv += ["-drive", drive, "-device", f"virtio-blk-pci,drive=disk{n},serial={volume_id[:20]}"]
+        for path, fmt, volume_id, device in disks:
+            # Named after the volume, at a PCI slot of its device letter, as hot-plug names them
+            # (hotplug.py): the guest sees vda, vdb, ... in letter order; the serial is the volume id
+            # (cut to 20, as Nova).
+            argv += ["-blockdev", hotplug.blockdev_arg(volume_id, path, fmt),
+                     "-device", hotplug.device_arg(volume_id, device)]
         qmp_path = qemu_escape(self.layout.qmp_socket(server_id))
         argv += ["-chardev", f"file,id=console0,path={qemu_escape(os.path.join(sdir, CONSOLE))}",
                  "-serial", "chardev:console0",
@@ -177,7 +181,8 @@ class Hypervisor:
                  "-no-reboot", "-pidfile", os.path.join(sdir, PIDFILE), "-daemonize"]
         return argv
 
-    async def launch(self, server_id: str, disks: list[tuple[str, str, str]], kit: BootKit, accel: str) -> int:
+    async def launch(self, server_id: str, disks: list[tuple[str, str, str, str]], kit: BootKit, accel: str,
+                     vcpus: int | None = None, memory_mb: int | None = None) -> int:
         """Start the server's QEMU; returns its pid once it runs (QEMU daemonizes after setting up)."""
         sdir = self.layout.server_dir(server_id)
         os.makedirs(sdir, mode=0o700, exist_ok=True)
@@ -189,7 +194,7 @@ class Hypervisor:
         errfile = os.path.join(sdir, ERRFILE)
         err = _open_write(errfile)
         try:
-            p = await asyncio.create_subprocess_exec(*self.argv(server_id, disks, kit, accel),
+            p = await asyncio.create_subprocess_exec(*self.argv(server_id, disks, kit, accel, vcpus, memory_mb),
                                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                                      stderr=err, start_new_session=True)
         finally:
