@@ -9,7 +9,9 @@ ecsd has no VPC service: a server's NICs are the fixed addresses it was created 
 of ``nics``), each with its own port id, MAC address and IP, chosen at create (:func:`make_nic`) and
 kept in the server's ``addresses``. The network given at create (``nics[].subnet_id``, which on the
 cloud is the network's id, and a Nova ``networks[].uuid``) stands for both ``net_id`` and the fixed
-IP's ``subnet_id``. Adding and removing NICs is not served.
+IP's ``subnet_id``. NICs added later (domain/nic_changes.py) are made the same way, keyed by the
+job that adds them, and a virtual IP bound to a NIC is an extra ``addresses`` entry of type
+``virtual`` carrying that NIC's port id and MAC (:func:`interfaces` lists only the fixed ones).
 
 Automatic addresses are unique among the project's live servers as far as a cheap check can tell:
 while the project has at most :data:`CHECKED_UP_TO` servers, the addresses they use are read once per
@@ -47,15 +49,16 @@ _ADDR = re.compile(r'"addr":"([^"]*)"')
 
 # --- the ports a create makes ---------------------------------------------------------------------------
 
-def _nic_bytes(server_id: str, index: int) -> bytes:
+def _nic_bytes(server_id: str, index: int | str) -> bytes:
     """16 bytes the NIC's port id and MAC come from. The first NIC keeps the derivation every server
-    had before NICs had ports of their own (bench/seed.py writes the same); the others are hashed."""
+    had before NICs had ports of their own (bench/seed.py writes the same); the others are hashed.
+    ``index``: the NIC's place in the create, or a text key for a NIC added later ("{job id}/{n}")."""
     if index == 0:
         return uuid.UUID(server_id).bytes
     return hashlib.sha256(f"{server_id}/nic/{index}".encode()).digest()[:16]
 
 
-def _candidate_ip(server_id: str, index: int, attempt: int) -> str:
+def _candidate_ip(server_id: str, index: int | str, attempt: int) -> str:
     if attempt == 0:
         raw = _nic_bytes(server_id, index)
     else:
@@ -63,7 +66,7 @@ def _candidate_ip(server_id: str, index: int, attempt: int) -> str:
     return f"192.168.{raw[0]}.{2 + raw[1] % 252}"
 
 
-def make_nic(server_id: str, index: int, subnet: str, fixed: str | None, taken: set[str]) -> dict[str, Any]:
+def make_nic(server_id: str, index: int | str, subnet: str, fixed: str | None, taken: set[str]) -> dict[str, Any]:
     """The ``addresses`` entry of a server's NIC number ``index``: its own port id and MAC (a function
     of the server id and the index) and the ``fixed`` IP, or the first candidate not in ``taken``.
     The address chosen is added to ``taken``. No free candidate: 400 Ecs.0012."""
@@ -95,6 +98,24 @@ def taken_addresses(conn: Connection, project_id: str) -> set[str]:
     for (text,) in rows:
         used.update(_ADDR.findall(text))
     return used
+
+
+def address_owner(conn: Connection, project_id: str, ip: str) -> str | None:
+    """The live server of the project that has ``ip`` among its addresses (fixed or virtual), or None."""
+    found = _server_mentioning(conn, project_id, f'"addr":"{ip}"')
+    return None if found is None else found["id"]
+
+
+def server_vpc(server: dict[str, Any]) -> str:
+    """The VPC (``addresses`` key) a server's NICs are in: that of its NICs, else the one it was created in."""
+    return next(iter(server["addresses"] or {}), None) or (server["metadata"] or {}).get("vpc_id") \
+        or default_vpc_id(server["project_id"])
+
+
+def fixed_nics(server: dict[str, Any]) -> list[dict[str, Any]]:
+    """The server's NICs (their fixed ``addresses`` entries), the primary NIC first."""
+    return [a for items in (server["addresses"] or {}).values() for a in items
+            if a.get("OS-EXT-IPS:type", "fixed") == "fixed"]
 
 
 # --- the networks of a Nova create ------------------------------------------------------------------------
@@ -153,7 +174,7 @@ def _server_mentioning(conn: Connection, project_id: str, fragment: str) -> dict
     return None if row is None else {"id": row.id, "addresses": orjson.loads(row.addresses)}
 
 
-def _vpc_of(conn: Connection, project_id: str, network: str) -> str | None:
+def vpc_of(conn: Connection, project_id: str, network: str) -> str | None:
     """The VPC a live server of the project has this network in, or None."""
     found = _server_mentioning(conn, project_id, f'"subnet_id":"{network}"')
     if found is None:
@@ -162,6 +183,24 @@ def _vpc_of(conn: Connection, project_id: str, network: str) -> str | None:
         if any(a.get("subnet_id") == network for a in items):
             return vpc
     return None
+
+
+def server_with_port(conn: Connection, project_id: str, port: str) -> str | None:
+    """The live server of the project one of whose NICs is this port, or None."""
+    found = _server_mentioning(conn, project_id, f'"OS-EXT-IPS:port_id":"{port}"')
+    return None if found is None else found["id"]
+
+
+def refuse_port(conn: Connection, project_id: str, port: str, field: str) -> None:
+    """A request names an existing port for a NIC. ecsd keeps no port apart from the NIC of a live
+    server: malformed 400 Ecs.0005, in use 400 Ecs.0010, else 400 Ecs.0014 (always raises)."""
+    if not clock.is_uuid(port):
+        raise invalid(f"{field} must be a UUID")
+    owner = server_with_port(conn, project_id, port)
+    if owner is not None:
+        raise EcsError("Ecs.0010", f"port {port} is in use by ECS {owner}")
+    raise EcsError("Ecs.0014", f"port {port} does not exist (ecsd makes ports only with the ECSs "
+                               "they belong to: give the network's id instead)")
 
 
 def nova_nics(conn: Connection, project_id: str, networks: str | tuple[NovaNetwork, ...]
@@ -180,19 +219,13 @@ def nova_nics(conn: Connection, project_id: str, networks: str | tuple[NovaNetwo
     nics: list[tuple[str, str | None]] = []
     for n, net in enumerate(networks):
         if net.port is not None:      # "port" has the highest priority (creating_an_ecs.rst, constraint 3)
-            if not clock.is_uuid(net.port):
-                raise invalid(f"networks.{n}.port must be a UUID")
-            owner = _server_mentioning(conn, project_id, f'"OS-EXT-IPS:port_id":"{net.port}"')
-            if owner is not None:
-                raise EcsError("Ecs.0010", f"port {net.port} is in use by ECS {owner['id']}")
-            raise EcsError("Ecs.0014", f"port {net.port} does not exist (ecsd makes ports only with the ECSs "
-                                       "they belong to: give the network's uuid instead)")
+            refuse_port(conn, project_id, net.port, f"networks.{n}.port")
         if net.uuid is None or not clock.is_uuid(net.uuid):
             raise invalid(f"networks.{n}.uuid must be a network UUID")
         nics.append((net.uuid, net.fixed_ip))
     vpcs: dict[str, str] = {}
     for network in dict.fromkeys(subnet for subnet, _ip in nics):
-        vpc = _vpc_of(conn, project_id, network)
+        vpc = vpc_of(conn, project_id, network)
         if vpc is not None:
             vpcs[network] = vpc
     if len(set(vpcs.values())) > 1:
@@ -210,10 +243,14 @@ def _attachment(address: dict[str, Any]) -> dict[str, Any]:
             "fixed_ips": [{"subnet_id": address.get("subnet_id"), "ip_address": address["addr"]}]}
 
 
+def attachment(address: dict[str, Any], port_state: str = "ACTIVE") -> dict[str, Any]:
+    """The ``interfaceAttachment`` of a NIC (its fixed ``addresses`` entry)."""
+    return {**_attachment(address), "port_state": port_state}
+
+
 def interfaces(conn: Connection, project_id: str, server_id: str) -> list[dict[str, Any]]:
     server = srv.load(conn, project_id, server_id)                         # 404 Ecs.0114
-    return [_attachment(a) for items in server["addresses"].values() for a in items
-            if a.get("OS-EXT-IPS:type", "fixed") == "fixed"]
+    return [_attachment(a) for a in fixed_nics(server)]
 
 
 def interface(conn: Connection, project_id: str, server_id: str, port_id: str) -> dict[str, Any]:
