@@ -1,5 +1,6 @@
-"""Flavors: lookup, the extra specs a flavor shows, the ECS v1 listing with its sale-status rules, and
-the Nova-style sorted, paged listing.
+"""Flavors: lookup, the extra specs a flavor shows, the ECS v1 listing with its sale-status rules, the
+Nova-style sorted, paged listing, and the flavors a server may be resized to (:func:`resize_refusal`,
+:func:`resize_flavors`; served by domain/resize.py).
 
 Shown extra specs (:func:`shown_specs`): every key the reference documents for ``os_extra_specs``
 (17, Table 6 of ``querying_details_about_flavors_and_extended_flavor_information.rst``), all
@@ -20,6 +21,7 @@ when absent) and ``cond:operation:az`` overrides it per availability zone, writt
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -213,3 +215,47 @@ def list_flavors(conn: Connection, *, min_disk: int | None = None, min_ram: int 
     order = (key.asc(), tie.asc()) if sort_dir == "asc" else (key.desc(), tie.desc())
     rows = conn.execute(select(flavors).where(and_(true(), *conds)).order_by(*order).limit(limit + 1)).all()
     return [_load(r) for r in rows[:limit]], len(rows) > limit
+
+
+# --- resize: which flavors a server may change to ---------------------------------------------------
+
+_EVERY_FLAVOR = 1_000_000       # the catalogue is small: resize_flavors filters the whole sorted list
+
+
+def _env_type(flavor: dict[str, Any]) -> str:
+    return _text(flavor["extra_specs"].get("ecs:virtualization_env_types") or "CloudCompute")
+
+
+def resize_refusal(source: dict[str, Any], target: dict[str, Any], zones: Iterable[str],
+                   min_ram: int = 0) -> tuple[str, str] | None:
+    """Why a server of flavor ``source`` in one of ``zones``, booted from an image that needs ``min_ram``
+    MB, cannot change to ``target``: ``(code, detail)``, or None when it can.
+
+    The same flavor Ecs.0009; a disabled flavor, or one withdrawn (``abandon``) in every zone, Ecs.0029;
+    one on sale in none of them (``sellout``) Ecs.0319; another virtualisation type, or too little
+    memory for the image, Ecs.0804 ("cannot be switched to the target flavor")."""
+    if target["id"] == source["id"]:
+        return "Ecs.0009", f"the ECS already has flavor {target['id']}"
+    if target["disabled"]:
+        return "Ecs.0029", f"flavor {target['id']} is disabled"
+    statuses = [status_in_az(target["extra_specs"], az) for az in zones]
+    if all(status == "abandon" for status in statuses):
+        return "Ecs.0029", f"flavor {target['id']} is no longer offered"
+    if not any(status in SELLING for status in statuses):
+        return "Ecs.0319", f"flavor {target['id']} is sold out"
+    if _env_type(target) != _env_type(source):
+        return "Ecs.0804", f"flavor {target['id']} is a {_env_type(target)} flavor, the ECS a {_env_type(source)} one"
+    if min_ram and target["ram"] < min_ram:
+        return "Ecs.0804", f"the ECS's image needs {min_ram} MB of memory, flavor {target['id']} has {target['ram']} MB"
+    return None
+
+
+def resize_flavors(conn: Connection, source: dict[str, Any], zones: Iterable[str], min_ram: int = 0, *,
+                   sort_key: str = "flavorid", sort_dir: str = "asc", limit: int = 1000,
+                   marker: str | None = None) -> list[dict[str, Any]]:
+    """The flavors :func:`resize_refusal` lets a server of ``source`` change to, as shown (every extra
+    spec), sorted and paged as :func:`list_flavors` does (its Ecs.0005 refusals included)."""
+    zones = tuple(zones)
+    rows, _ = list_flavors(conn, sort_key=sort_key, sort_dir=sort_dir, limit=_EVERY_FLAVOR, marker=marker)
+    fit = [f for f in rows if resize_refusal(source, f, zones, min_ram) is None]
+    return [_shown(f) for f in fit[:limit]]

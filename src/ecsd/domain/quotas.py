@@ -9,9 +9,10 @@
 
 Enforced per project: ``instances`` (live servers), ``cores`` (their flavors' vCPUs) and ``ram`` (their
 flavors' memory, MB). Usage is kept in ``projects.server_count`` / ``cores_used`` / ``ram_used`` by the
-transactions that create servers (:func:`charge`, at acceptance) and finish deleting them
-(``servers.release_server``, when the delete job ends: a server being deleted still holds its quota, as
-in Nova). Each quota is the project's override (``projects.quota_*``, set with ``ecsd quotas set``) or,
+transactions that create servers (:func:`charge`, at acceptance), change their flavor
+(:func:`charge_flavor_change`, at a resize's acceptance) and finish deleting them
+(``servers.release_server``, when the delete job ends, from the server's current flavor: a server
+being deleted still holds its quota, as in Nova). Each quota is the project's override (``projects.quota_*``, set with ``ecsd quotas set``) or,
 when that is NULL, :data:`DEFAULTS` (the reference example's numbers); -1 means unlimited. Key pairs
 are limited per user (``keypairs.QUOTA``, refused there with 403 Ecs.0001) and reported here.
 
@@ -85,17 +86,59 @@ def charge(conn: Connection, project_id: str, instances: int, cores: int, ram: i
     for _attempt in range(3):
         if _CHARGE.execute(conn, params) == 1:
             return
-        current = project_quotas(conn, project_id)
-        if current is None:
-            raise EcsError("Ecs.0001", f"project {project_id} has no quota")
-        over = [(r, requested, current[r]) for r, requested in zip(RESOURCES, (instances, cores, ram), strict=True)
-                if current[r]["limit"] >= 0 and current[r]["in_use"] + requested > current[r]["limit"]]
-        if over:
-            raise EcsError("Ecs.0001", "; ".join(
-                f"Quota exceeded for {r}: requested {n}, but already used {q['in_use']} of {q['limit']} {_UNITS[r]}"
-                for r, n, q in over))
+        _refuse_if_over(conn, project_id, dict(zip(RESOURCES, (instances, cores, ram), strict=True)))
         # PostgreSQL: servers were released between the refused UPDATE and this read; try again.
     raise EcsError("Ecs.0001", "the project's usage kept changing while the request was checked; try again")
+
+
+def _refuse_if_over(conn: Connection, project_id: str, requested: dict[str, int]) -> None:
+    """After a refused conditional charge: 400 Ecs.0001 naming each quota the request passes, with its
+    limit, usage and the request (returns if none does any more: the caller tries again)."""
+    current = project_quotas(conn, project_id)
+    if current is None:
+        raise EcsError("Ecs.0001", f"project {project_id} has no quota")
+    over = [(r, n, current[r]) for r, n in requested.items()
+            if n > 0 and current[r]["limit"] >= 0 and current[r]["in_use"] + n > current[r]["limit"]]
+    if over:
+        raise EcsError("Ecs.0001", "; ".join(
+            f"Quota exceeded for {r}: requested {n}, but already used {q['in_use']} of {q['limit']} {_UNITS[r]}"
+            for r, n, q in over))
+
+
+# --- the charge of a flavor change (resize, revert resize) ---------------------------------------------
+# Usage follows servers.flavor_id: a resize or revert is charged the difference between the flavor it
+# goes to and the one the server has, at acceptance (a growing resource checked against its quota, a
+# shrinking one given back whatever the quota says now); the job gives it back if it fails before it
+# records the new flavor (domain/resize.py). A server in VERIFY_RESIZE therefore counts its new flavor,
+# and its delete releases that (servers.release_server, from servers.flavor_id); a revert to a bigger
+# flavor is checked against the quota again, as Nova checks it.
+
+_FLAVOR_CHANGE = Prepared(projects.update().where(and_(
+    projects.c.id == bindparam("project_id"),
+    *(or_(_ADD[r] <= 0, _fits(r)) for r in ("cores", "ram")))).values(
+    cores_used=projects.c.cores_used + _ADD["cores"], ram_used=projects.c.ram_used + _ADD["ram"]))
+
+
+def charge_flavor_change(conn: Connection, project_id: str, cores: int, ram: int) -> None:
+    """Move the project's usage by ``cores`` vCPUs and ``ram`` MB (either may be negative), all or
+    nothing, in the caller's transaction: 400 Ecs.0001 if a growing one would pass its quota."""
+    params = {"project_id": project_id, "add_cores": cores, "add_ram": ram, **_DEFAULT_PARAMS}
+    for _attempt in range(3):
+        if _FLAVOR_CHANGE.execute(conn, params) == 1:
+            return
+        _refuse_if_over(conn, project_id, {"cores": cores, "ram": ram})
+    raise EcsError("Ecs.0001", "the project's usage kept changing while the request was checked; try again")
+
+
+def refund_flavor_change(conn: Connection, project_id: str, cores: int, ram: int) -> None:
+    """Give back what :func:`charge_flavor_change` charged (a resize or revert that failed before it
+    changed the flavor)."""
+    conn.execute(_REFUND, {"project_id": project_id, "cores": cores, "ram": ram})
+
+
+_REFUND = projects.update().where(projects.c.id == bindparam("project_id")).values(
+    cores_used=projects.c.cores_used - bindparam("cores", type_=BigInteger),
+    ram_used=projects.c.ram_used - bindparam("ram", type_=BigInteger))
 
 
 # --- reading and setting quotas -------------------------------------------------------------------------

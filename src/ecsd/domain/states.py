@@ -147,8 +147,9 @@ GATES: dict[str, Gate] = {
     DETACH_VOLUME: Gate(frozenset({ACTIVE, STOPPED}), None),
     ADD_NICS: Gate(frozenset({ACTIVE, STOPPED}), None),
     DELETE_NICS: Gate(frozenset({ACTIVE, STOPPED}), None),
-    # resize: from ACTIVE or SHUTOFF (domain/resize.py decides what ACTIVE needs); confirm and revert
-    # only from VERIFY_RESIZE (vm_state resized).
+    # resize: from ACTIVE or SHUTOFF (domain/resize.py decides what ACTIVE needs: v1 withStopServer;
+    # a running server is claimed with powering-off, a stopped one with resize_prep); confirm (at once,
+    # no job) and revert only from VERIFY_RESIZE (vm_state resized).
     RESIZE_SERVER: Gate(frozenset({ACTIVE, STOPPED}), RESIZE_PREP),
     CONFIRM_RESIZE: Gate(frozenset({RESIZED}), None),
     REVERT_RESIZE: Gate(frozenset({RESIZED}), RESIZE_REVERTING),
@@ -196,12 +197,15 @@ AFTER_CRASH_ORPHAN_TASK: dict[str, tuple[str | None, str | None]] = {
     REBUILD_BDM: (ERROR, None),
     REBUILD_SPAWNING: (ERROR, None),
     DELETING: (ERROR, None),
-    # resize: the flavor in servers.flavor_id is whichever the last checkpoint recorded
+    # resize (domain/resize.py): nothing is destroyed on the way, and each checkpoint records the
+    # machine as it is (stopped, then the flavor in servers.flavor_id): the server keeps that state,
+    # SHUTOFF with whichever flavor was recorded, or VERIFY_RESIZE (resized) for a revert, which may
+    # be asked again. (A running server's resize starts with powering-off, settled above.)
     RESIZE_PREP: (None, None),
-    RESIZE_MIGRATING: (ERROR, None),
-    RESIZE_MIGRATED: (ERROR, None),
-    RESIZE_FINISH: (ERROR, None),
-    RESIZE_REVERTING: (ERROR, None),
+    RESIZE_MIGRATING: (None, None),
+    RESIZE_MIGRATED: (None, None),
+    RESIZE_FINISH: (None, None),
+    RESIZE_REVERTING: (None, None),
 }
 # A server whose job_id is set with no task_state (attach, detach, NIC changes) and no live job is
 # released as it stands (job_id cleared); its volumes are settled by AFTER_CRASH_ORPHAN_VOLUME.

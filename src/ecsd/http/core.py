@@ -277,10 +277,12 @@ def documented(auth: str = "none", *, ok: Statuses, body: Any = None, query: Par
 
 @dataclass
 class Ctx:
-    """What a handler gets: the application's services and, for authenticated calls, who is calling."""
+    """What a handler gets: the application's services, for authenticated calls who is calling, and the
+    request (views that depend on a header, such as Nova's microversion, read it from here)."""
 
     services: Any
     identity: Identity | None
+    request: Request | None = None
 
     @property
     def ident(self) -> Identity:
@@ -318,7 +320,7 @@ def endpoint(auth: str = "project", *, ok: Statuses | None = None, body: Any = N
                         services.auth.check_project(ident, request.path_params.get("project_id"))
                     # who acts, for the operation history that acceptance records (domain/actions.py)
                     caller.set((request.scope["state"]["request_id"], ident.user_id))
-                return await fn(request, Ctx(services, ident))
+                return await fn(request, Ctx(services, ident, request))
             except EcsError as err:
                 return error_response(err)
             except ClientDisconnect as exc:
@@ -337,3 +339,25 @@ def endpoint(auth: str = "project", *, ok: Statuses | None = None, body: Any = N
         return run
 
     return wrap
+
+
+# --- dry runs -----------------------------------------------------------------------------------------
+
+class _DryRun(Exception):
+    """Raised inside the acceptance transaction of a dry run, so that nothing it wrote is kept."""
+
+
+async def accept_or_dry_run(ctx: Ctx, dry_run: bool, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(conn, *args)`` through the store; with ``dry_run``, every check runs in the transaction and
+    then it is rolled back: None (the caller answers 202 ``{}``), else what ``fn`` returned."""
+
+    def run(conn):
+        accepted = fn(conn, *args)
+        if dry_run:
+            raise _DryRun   # every check passed; roll the transaction back
+        return accepted
+
+    try:
+        return await ctx.services.store.run(run)
+    except _DryRun:
+        return None
