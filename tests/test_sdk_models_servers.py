@@ -100,7 +100,7 @@ def _optional() -> dict[str, set[str]]:
         # ... and Nova's null for the time of a deletion that has not happened; scheduler hints: DeH only.
         "NovaServer": beyond(m.NovaServer, NOVA_SERVER, "fault", "OS-EXT-STS:task_state",
                              "OS-EXT-SRV-ATTR:user_data", "key_name", "OS-SRV-USG:terminated_at",
-                             "os:scheduler_hints"),
+                             "os:scheduler_hints", "tags"),      # tags: only from microversion 2.26 on
         "NovaServerFlavor": beyond(m.NovaServerFlavor, NOVA_SERVER),
         "NovaNetwork": beyond(m.NovaNetwork, NOVA_SERVER),
         "InterfaceAttachment": beyond(m.InterfaceAttachment, NICS),

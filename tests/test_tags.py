@@ -367,9 +367,9 @@ def test_server_views_show_the_tags(api, server):
     assert api.server(server)["tags"] == ["bare", "env=prod"]
     listed = api.get("/v1/{pid}/cloudservers/detail").json()["servers"]
     assert next(s for s in listed if s["id"] == server)["tags"] == ["bare", "env=prod"]
-    nova = api.get(f"/v2.1/{{pid}}/servers/{server}").json()["server"]
+    nova = api.get(f"/v2.1/{{pid}}/servers/{server}", headers=MV).json()["server"]
     assert nova["tags"] == ["bare", "env=prod"]
-    nova_list = api.get("/v2.1/{pid}/servers/detail").json()["servers"]
+    nova_list = api.get("/v2.1/{pid}/servers/detail", headers=MV).json()["servers"]
     assert next(s for s in nova_list if s["id"] == server)["tags"] == ["bare", "env=prod"]
 
 
@@ -519,5 +519,6 @@ def test_huawei_sdk_models_read_the_tags_of_the_server_views(api, server):
     assert detail.server.tags == ["env=prod", "plain"]
     listed = client._deserialize(api.get("/v1/{pid}/cloudservers/detail").json(), "ListServersDetailsResponse")
     assert next(s for s in listed.servers if s.id == server).tags == ["env=prod", "plain"]
-    nova = client._deserialize(api.get(f"/v2.1/{{pid}}/servers/{server}").json(), "NovaShowServerResponse")
+    nova = client._deserialize(api.get(f"/v2.1/{{pid}}/servers/{server}", headers=MV).json(),
+                                "NovaShowServerResponse")
     assert nova.server.tags == ["env=prod", "plain"]

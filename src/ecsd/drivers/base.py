@@ -72,3 +72,19 @@ class ComputeDriver(Protocol):
     # A NIC of the server (its port id and MAC, chosen by the domain) appears on / leaves its machine.
     async def plug_nic(self, server_id: str, port_id: str, mac: str) -> None: ...
     async def unplug_nic(self, server_id: str, port_id: str) -> None: ...
+
+
+class RemoteConsoles(Protocol):
+    """An optional capability of a driver: a remote (VNC) console of a running server.
+
+    ``remote_console(server_id)``: the URL of the server's own noVNC page, or None when its machine has
+    no display (the simulated driver: the API then answers with ecsd's simulated console page,
+    domain/consoles.py). A driver without the method has no remote consoles (the API answers Ecs.0321).
+    """
+
+    async def remote_console(self, server_id: str) -> str | None: ...
+
+
+def remote_consoles(driver: Any) -> RemoteConsoles | None:
+    """The driver if it serves remote consoles, else None."""
+    return driver if callable(getattr(driver, "remote_console", None)) else None

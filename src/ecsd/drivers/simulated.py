@@ -42,6 +42,10 @@ class SimulatedDriver:
                 "[    0.512000] Run /sbin/init as init process\n"
                 "[    1.024000] systemd[1]: Reached target Multi-User System.\n")
 
+    async def remote_console(self, server_id: str) -> str | None:
+        """No display (drivers/base.py, RemoteConsoles): ecsd's simulated console page stands in."""
+        return None
+
     def __init__(self, delay: float = 0.3, disk_dir: str | None = None, oplog: str | None = None) -> None:
         self.delay = delay
         self.disk_dir = disk_dir

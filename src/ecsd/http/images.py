@@ -6,8 +6,13 @@
 * Glance v2 ``GET /v2/images`` and ``GET /v2/images/{image_id}`` (openstacksdk, openstackclient):
   the same image object; the list adds ``first``, ``schema`` and, when more follow, ``next``.
 * The discarded Nova image proxy ``GET /v2.1/{project_id}/images[/detail]``,
-  ``/images/{image_id}`` and ``/images/{image_id}/metadata``: Nova field names, Nova status names
+  ``/images/{image_id}`` and ``/images/{image_id}/metadata``, and ``DELETE /images/{image_id}`` (as
+  Glance's ``DELETE /v2/images/{image_id}``: a private image of the project, domain.delete_image): Nova field names, Nova status names
   (queued/saving -> SAVING, active -> ACTIVE, killed -> ERROR), ``images_links`` for paging.
+* Nova ``createImage`` (an action of ``POST /v2.1/{project_id}/servers/{server_id}/action``, dispatched
+  by http/nova.py through http/consoles.py's NOVA_ACTIONS; native_openstack_nova_apis/status_management/
+  creating_an_image_using_an_ecs.rst): 202 with ``Location`` and ``{"image_id"}``; the rules are in
+  ``domain/images.py`` (``create_from_server``).
 * The token catalog's ``image`` endpoint is ``{base}/image``: ``GET /image`` is a Glance version
   document, and openstacksdk / python-openstackclient then use ``/image/v2/images[/{id}]`` (the
   same list and show). Without a root of its own, keystoneauth would discover Glance through
@@ -49,6 +54,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ecsd.domain import clock
@@ -292,6 +298,21 @@ async def nova_show_image(request: Request, ctx: Ctx):
     return json({"image": nova_view(image, ctx.services.settings.endpoint, pid)})
 
 
+@endpoint(ok=204, errors=(403, 404))
+async def nova_delete_image(request: Request, ctx: Ctx):
+    """``DELETE /v2.1/{project_id}/images/{image_id}`` (discarded): a private image of the project."""
+    await ctx.services.store.run(domain.delete_image, request.path_params["project_id"],
+                                 request.path_params["image_id"])
+    return Response(status_code=204)
+
+
+@endpoint(auth="token", ok=204, headers=PROJECT_HEADER, errors=(403, 404))
+async def delete_glance_image(request: Request, ctx: Ctx):
+    """``DELETE /v2/images/{image_id}`` (openstacksdk's delete_image): a private image of the project."""
+    await ctx.services.store.run(domain.delete_image, _project(request, ctx), request.path_params["image_id"])
+    return Response(status_code=204)
+
+
 @endpoint(ok=200, errors=404)
 async def nova_image_metadata(request: Request, ctx: Ctx):
     """``GET /v2.1/{project_id}/images/{image_id}/metadata``."""
@@ -299,16 +320,42 @@ async def nova_image_metadata(request: Request, ctx: Ctx):
     return json({"metadata": domain.attributes(image)})
 
 
+# --- Nova createImage (an action of POST /v2.1/{project_id}/servers/{server_id}/action) ---------------
+
+CREATE_IMAGE_ARGS: dict[str, Any] = {
+    "type": "object", "required": ["name"], "additionalProperties": False,
+    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": domain.MAX_IMAGE_NAME},
+                   "metadata": {"type": "object", "maxProperties": domain.MAX_METADATA_ITEMS,
+                                "additionalProperties": {"type": "string", "maxLength": domain.MAX_METADATA_TEXT}}}}
+
+
+async def create_image_action(ctx: Ctx, server_id: str, action: str, args: Any) -> Response:
+    """``createImage``: 202, the new image's URL in ``Location`` (before microversion 2.45) and its id as
+    ``{"image_id"}`` (2.45 and later); both are sent, since an action is not told the microversion."""
+    if not isinstance(args, dict):
+        raise invalid(f"{action} must be an object")
+    unknown = set(args) - {"name", "metadata"}
+    if unknown:
+        raise invalid(f"{action}: unknown field {min(unknown)}")
+    metadata = domain.check_snapshot_request(args.get("name"), args.get("metadata"))
+    image_id = await ctx.services.store.run(domain.create_from_server, ctx.ident, server_id, args["name"], metadata)
+    location = f"{ctx.services.settings.endpoint}/v2/images/{image_id}"
+    return json({"image_id": image_id}, status=202, headers={"Location": location})
+
+
 routes = [
     Route("/v2/cloudimages", list_cloudimages, methods=["GET"]),
     Route("/v2/images", list_glance_images, methods=["GET"]),
     Route("/v2/images/{image_id}", show_glance_image, methods=["GET"]),
+    Route("/v2/images/{image_id}", delete_glance_image, methods=["DELETE"]),
     Route("/image", glance_versions, methods=["GET"]),
     Route("/image/", glance_versions, methods=["GET"]),
     Route("/image/v2/images", list_glance_images, methods=["GET"]),
     Route("/image/v2/images/{image_id}", show_glance_image, methods=["GET"]),
+    Route("/image/v2/images/{image_id}", delete_glance_image, methods=["DELETE"]),
     Route("/v2.1/{project_id}/images", nova_list_images, methods=["GET"]),
     Route("/v2.1/{project_id}/images/detail", nova_list_images_detail, methods=["GET"]),
     Route("/v2.1/{project_id}/images/{image_id}", nova_show_image, methods=["GET"]),
+    Route("/v2.1/{project_id}/images/{image_id}", nova_delete_image, methods=["DELETE"]),
     Route("/v2.1/{project_id}/images/{image_id}/metadata", nova_image_metadata, methods=["GET"]),
 ]

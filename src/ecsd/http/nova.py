@@ -5,7 +5,10 @@
     GET  /v2.1/{project_id}/servers/{server_id}
     POST /v2.1/{project_id}/servers/{server_id}/action     os-start, os-stop, reboot, lock, unlock, rebuild,
                                                            os-getConsoleOutput (domain/consoles.py),
-                                                           addSecurityGroup, removeSecurityGroup
+                                                           addSecurityGroup, removeSecurityGroup;
+                                                           resize, confirmResize, revertResize
+                                                           (http/resize.py), os-getVNCConsole and
+                                                           createImage (http/consoles.py)
 
 Start, stop and reboot go through the same gate and job types as the batch API (a batch of one) and
 answer 202 with no body, as Nova does; the job runs on as usual. ``lock`` / ``unlock`` take effect
@@ -40,7 +43,8 @@ DEFAULT_LIMIT = 25
 MAX_LIMIT = 1000
 # The query parameters of the lists (_page and _filters read them).
 LIST_QUERY = {"limit": int, "marker": str, **dict.fromkeys(
-    ("name", "status", "flavor", "reservation_id", "ip", "image", "changes-since"), str)}
+    ("name", "status", "flavor", "reservation_id", "ip", "image", "changes-since", "tags", "tags-any", "not-tags",
+     "not-tags-any"), str)}
 
 
 # --- lists and details --------------------------------------------------------------------------------
@@ -249,7 +253,7 @@ ACTION_BODY = {"type": "object", "minProperties": 1, "maxProperties": 1, "additi
                "properties": ACTION_ARGS}
 
 
-@endpoint(ok=(200, 202), empty=202, body=ACTION_BODY, errors=404)  # 200: console output
+@endpoint(ok=(200, 202, 204), empty=(202, 204), body=ACTION_BODY, errors=404)  # 200: console output; 204: confirmResize
 async def server_action(request: Request, ctx: Ctx) -> Response:
     data = await read_json(request, ctx.services.settings.max_body_bytes)
     if not isinstance(data, dict) or len(data) != 1:

@@ -51,6 +51,8 @@ REF = "#/components/schemas/{model}"
 METHODS = ("GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS")     # HEAD: as GET, not listed
 # A route serving several methods through one dispatcher names the handler of each here (http/emulator.py).
 HANDLERS_ATTR = "emulator_handlers"
+# A handler answering something else than JSON names the media type of its successes here (http/consoles.py).
+MEDIA_TYPE_ATTR = "media_type"
 _PARAM = re.compile(r"\{([^}:]+)(?::([^}]+))?\}")
 _JSON_TYPES = {str: "string", int: "integer", bool: "boolean", float: "number"}
 _CONVERTOR_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"},
@@ -209,8 +211,9 @@ def _security(doc: ApiDoc, emulator: bool) -> list[dict[str, list]] | None:
     return None
 
 
-def _responses(doc: ApiDoc, errors: set[int]) -> dict[str, Any]:
-    """A success status declared by the handler wins over the same status as an error (/readyz's 503)."""
+def _responses(doc: ApiDoc, errors: set[int], media_type: str = JSON.media_type) -> dict[str, Any]:
+    """A success status declared by the handler wins over the same status as an error (/readyz's 503).
+    ``media_type``: what a success answers with (a handler's ``media_type`` attribute, else JSON)."""
     out: dict[str, Any] = {}
     ok = doc.ok or ()
     for status in sorted(set(ok) | errors):
@@ -219,7 +222,7 @@ def _responses(doc: ApiDoc, errors: set[int]) -> dict[str, Any]:
             continue
         entry: dict[str, Any] = {"description": HTTPStatus(status).phrase}
         if status not in (204, 304) and status not in doc.empty:
-            entry["content"] = {JSON.media_type: {}}
+            entry["content"] = {media_type: {}}
         out[str(status)] = entry
     if doc.ok is None:
         out["default"] = {"description": "Not declared (http/core.py: endpoint(ok=...)): any answer."}
@@ -252,7 +255,7 @@ def _operation(method: str, path: str, handler: Any, doc: ApiDoc, refs: dict, op
     security = _security(doc, emulator)
     if security is not None:
         op["security"] = security
-    op["responses"] = _responses(doc, errors)
+    op["responses"] = _responses(doc, errors, getattr(handler, MEDIA_TYPE_ATTR, None) or JSON.media_type)
     return op
 
 

@@ -3,10 +3,10 @@
 :func:`server_view` is the v1 ``server`` object; :func:`nova_server_view` makes the Nova one from it.
 
 A v1 list page is built as bytes from one encoded JSON fragment per server. A server's view is a pure
-function of its row, its attached disks, its flavor's name, vcpus and ram and its tags, so the fragments of the
-5,000 servers listed last are kept with exactly those values and reused only while a fresh read of
-them is equal: a changed row, disk or flavor makes a new fragment, never a stale one, whichever process
-or job changed it.
+function of its row, its attached disks, its flavor's name, vcpus and ram, its tags and its server
+group, so the fragments of the 5,000 servers listed last are kept with exactly those values and reused
+only while a fresh read of them is equal: a changed row, disk, flavor, tag or membership makes a new
+fragment, never a stale one, whichever process or job changed it.
 """
 
 from __future__ import annotations
@@ -18,22 +18,28 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 
-from ecsd.domain import clock, sealing, security_groups
+from ecsd.domain import clock, sealing, security_groups, server_groups
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
 from ecsd.domain import tags as server_tags
 from ecsd.domain.flavors import get_flavor, shown_specs
 from ecsd.domain.listing import PAGE_COLUMNS, Page, page_server
 from ecsd.http.core import Ctx
+from ecsd.http.keypairs import compute_microversion
+from ecsd.http.tags import NOVA_TAGS_MICROVERSION
 
 HOST = "ecsd"
+# What a Nova view leaves out of the v1 view before microversion 2.26 (``tags`` came with 2.26).
+_HIDDEN_BEFORE_2_26 = ("sys_tags", "enterprise_project_id", "os:scheduler_hints", "tags")
 
 
 def server_view(s: dict[str, Any], flavor: dict[str, Any] | None, vols: list[dict[str, Any]],
-                tags: Sequence[str] = ()) -> dict[str, Any]:
+                tags: Sequence[str] = (), group: str | None = None) -> dict[str, Any]:
     """The v1 ``server`` object (data_structure_for_querying_details_about_ecss.rst); ``tags`` as shown,
-    ``key=value`` or ``key`` (domain/tags.py)."""
+    ``key=value`` or ``key`` (domain/tags.py); ``group``: the server group it is in, shown as
+    ``os:scheduler_hints`` (domain/server_groups.py: scheduler_hints)."""
     fault = s["fault"] if s["vm_state"] == st.ERROR else None
     return {
         "id": s["id"], "name": s["name"], "description": s["description"],
@@ -62,7 +68,8 @@ def server_view(s: dict[str, Any], flavor: dict[str, Any] | None, vols: list[dic
         "tenant_id": s["project_id"], "user_id": s["user_id"], "hostId": host_id(s["project_id"]),
         "host_status": "UP", "config_drive": "", "accessIPv4": "", "accessIPv6": "",
         "security_groups": security_groups.server_groups(s["project_id"]),
-        "tags": list(tags), "sys_tags": [{"key": "_sys_enterprise_project_id", "value": "0"}], "os:scheduler_hints": {},
+        "tags": list(tags), "sys_tags": [{"key": "_sys_enterprise_project_id", "value": "0"}],
+        "os:scheduler_hints": {"group": [group]} if group else {},
         "enterprise_project_id": "0",
         "created": clock.iso_s(s["created_at"]), "updated": clock.iso_s(s["updated_at"]),
     }
@@ -115,18 +122,24 @@ async def server_views(ctx: Ctx, rows: list[dict[str, Any]]) -> list[dict[str, A
     """The v1 views of these server rows (their disks and flavors read in one transaction)."""
     if not rows:
         return []
-    vols, flavors, tags = await _disks_and_flavors(ctx, rows)
-    return [server_view(r, flavors[r["flavor_id"]], vols[r["id"]], tags.get(r["id"], ())) for r in rows]
+    vols, flavors, tags, groups = await _disks_and_flavors(ctx, rows)
+    return [server_view(r, flavors[r["flavor_id"]], vols[r["id"]], tags.get(r["id"], ()), groups.get(r["id"]))
+            for r in rows]
 
 
-async def _disks_and_flavors(ctx: Ctx, rows: list[dict[str, Any]]) -> tuple[dict, dict, dict[str, list[str]]]:
-    """The attached disks of these servers, their flavors and their tags (as shown), read in one transaction."""
+async def _disks_and_flavors(ctx: Ctx, rows: list[dict[str, Any]], with_groups: bool = True
+                             ) -> tuple[dict, dict, dict[str, list[str]], dict[str, str]]:
+    """The attached disks of these servers, their flavors, their tags (as shown) and (``with_groups``) their
+    server groups, read in one transaction."""
     def load(conn):
         ids = [r["id"] for r in rows]
         vols = srv.attached_volumes(conn, ids)
         flavors = {fid: get_flavor(conn, fid) for fid in {r["flavor_id"] for r in rows}}
         tags = {sid: [t.shown() for t in found] for sid, found in server_tags.tags_of(conn, ids).items()}
-        return vols, flavors, tags
+        if not with_groups:          # the Nova views do not show them
+            return vols, flavors, tags, {}
+        groups = {sid: hints["group"][0] for sid, hints in server_groups.scheduler_hints(conn, ids).items() if hints}
+        return vols, flavors, tags, groups
 
     return await ctx.services.store.read(load)
 
@@ -136,26 +149,32 @@ def server_links(base: str, project_id: str, server_id: str) -> list[dict[str, s
             {"rel": "bookmark", "href": f"{base}/{project_id}/servers/{server_id}"}]
 
 
-async def nova_server_views(ctx: Ctx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The Nova views of these server rows (with their flavors' extra specs, which Nova shows)."""
+async def nova_server_views(ctx: Ctx, rows: list[dict[str, Any]], request: Request | None = None) -> list[dict[str, Any]]:
+    """The Nova views of these server rows (with their flavors' extra specs, which Nova shows), as the
+    request's compute microversion has them (``tags`` from 2.26 on); the request is ``ctx.request`` unless
+    given. Without any request every field is shown."""
     if not rows:
         return []
-    vols, flavors, tags = await _disks_and_flavors(ctx, rows)
+    request = request or ctx.request
+    vols, flavors, tags, _ = await _disks_and_flavors(ctx, rows, with_groups=False)
     base = ctx.services.settings.endpoint
+    with_tags = request is None or (compute_microversion(request) or (2, 1)) >= NOVA_TAGS_MICROVERSION
     out = []
     for r in rows:
         flavor = flavors[r["flavor_id"]]
         out.append(nova_server_view(server_view(r, flavor, vols[r["id"]], tags.get(r["id"], ())), base,
-                                    shown_specs(flavor) if flavor else {}))
+                                    shown_specs(flavor) if flavor else {}, with_tags=with_tags))
     return out
 
 
-def nova_server_view(view: dict[str, Any], base: str, extra_specs: dict[str, str] | None = None) -> dict[str, Any]:
+def nova_server_view(view: dict[str, Any], base: str, extra_specs: dict[str, str] | None = None, *,
+                     with_tags: bool = True) -> dict[str, Any]:
     """The native (Nova) ``server`` object, made from the v1 view of the same server and its flavor's
-    extra specs (``flavor.extra_specs``, microversion 2.47). ``tags`` (2.26) is shown whatever the
-    microversion: the views are built without the request."""
+    extra specs (``flavor.extra_specs``, microversion 2.47); ``tags`` only ``with_tags`` (microversion
+    2.26 and later)."""
     pid, sid = view["tenant_id"], view["id"]
-    out = {k: v for k, v in view.items() if k not in ("sys_tags", "enterprise_project_id", "os:scheduler_hints")}
+    hidden = ("sys_tags", "enterprise_project_id", "os:scheduler_hints") if with_tags else _HIDDEN_BEFORE_2_26
+    out = {k: v for k, v in view.items() if k not in hidden}
     out["image"] = {"id": view["image"]["id"],
                     "links": [{"rel": "bookmark", "href": f"{base}/{pid}/images/{view['image']['id']}"}]}
     flavor = view["flavor"]
@@ -182,7 +201,7 @@ def nova_server_view(view: dict[str, Any], base: str, extra_specs: dict[str, str
 
 _ID, _FLAVOR = PAGE_COLUMNS.index("id"), PAGE_COLUMNS.index("flavor_id")
 MEMO_SIZE = 5000
-# server id -> ((row, disks, flavor, tags), the orjson of its view), the MEMO_SIZE servers listed last. Kept
+# server id -> ((row, disks, flavor, tags, group), the orjson of its view), the MEMO_SIZE servers listed last. Kept
 # by id and compared in full: comparing a fresh row with the kept one costs less than hashing it.
 # The lock matters only when several event loops share the process (tests).
 _fragments: OrderedDict[str, tuple[tuple, bytes]] = OrderedDict()
@@ -190,21 +209,21 @@ _fragments_lock = threading.Lock()
 _NO_DISKS: list = []
 
 
-def _fragment(row: tuple, vols: list, flavor: tuple | None, tags: tuple[str, ...]) -> bytes:
+def _fragment(row: tuple, vols: list, flavor: tuple | None, tags: tuple[str, ...], group: str | None) -> bytes:
     view = server_view(page_server(row),
                        None if flavor is None else {"name": flavor[0], "vcpus": flavor[1], "ram": flavor[2]},
-                       [{"id": v[0], "boot_index": v[1], "device": v[2]} for v in vols], tags)
+                       [{"id": v[0], "boot_index": v[1], "device": v[2]} for v in vols], tags, group)
     return orjson.dumps(view)
 
 
 def list_body(page: Page) -> bytes:
     """``{"count": N, "servers": [views]}`` encoded, as ``orjson.dumps`` of the views would be."""
-    memo, volumes, flavors, tags = _fragments, page.volumes, page.flavors, page.tags
+    memo, volumes, flavors, tags, groups = _fragments, page.volumes, page.flavors, page.tags, page.groups
     parts = []
     with _fragments_lock:
         for row in page.rows:
             sid = row[_ID]
-            inputs = (row, volumes.get(sid, _NO_DISKS), flavors.get(row[_FLAVOR]), tags.get(sid, ()))
+            inputs = (row, volumes.get(sid, _NO_DISKS), flavors.get(row[_FLAVOR]), tags.get(sid, ()), groups.get(sid))
             kept = memo.get(sid)
             if kept is not None and kept[0] == inputs:
                 fragment = kept[1]
