@@ -1,8 +1,8 @@
 """Builds the ASGI application: routes, middleware, error handlers, and the lifespan that opens the
 store, migrates it, seeds a fresh install and starts the in-process job worker.
 
-The request pipeline, outside in: RequestIdMiddleware -> router -> endpoint() wrapper
-(authenticate, check project) -> handler (parse -> domain -> shape).
+The request pipeline, outside in: RequestIdMiddleware -> HttpMetricsMiddleware (metrics.py) -> router
+-> endpoint() wrapper (authenticate, check project) -> handler (parse -> domain -> shape).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from ecsd.http import (
     keypairs,
     limits,
     metadata,
+    metrics,
     monitoring,
     nics,
     nova,
@@ -70,6 +71,7 @@ from ecsd.http.core import (
     on_unexpected,
 )
 from ecsd.http.routing import IndexedRouter
+from ecsd.metrics import HttpMetricsMiddleware, Metrics
 from ecsd.store import migrate
 from ecsd.store.db import Store, StoreBusy
 
@@ -193,6 +195,7 @@ def create_app(settings: Settings) -> Starlette:
         driver = make_driver(settings)
         engine = Engine(store, driver, all_job_types(), owner=settings.worker_name,
                         lease_seconds=settings.lease_seconds, max_inflight=settings.max_inflight_jobs)
+        app_metrics.attach(store, engine, worker=settings.run_worker)
         hasher = PasswordHasher(settings.password_hash_threads or None)
         app.state.services = Services(settings, store, Authenticator(store), driver, engine,
                                       logins.Logins(store, settings.login_policy, hasher, settings.token_ttl),
@@ -218,20 +221,24 @@ def create_app(settings: Settings) -> Starlette:
     # The request log records from the first request (emulator/requests.py); only with the emulator.
     log_size = number("ECSD_REQUEST_LOG_SIZE", 1000, int) if settings.emulator_enabled else 0
     request_log = RequestLog(log_size) if log_size else None       # 0: no request log
+    app_metrics = Metrics()          # this app's own registry (GET /metrics)
     routes = []
     # limits before servers: /cloudservers/limits is not a server id
     # server_groups and tags before servers: /cloudservers/os-server-groups and /cloudservers/tags are not ids
     # volumes, disks, nics, resize and consoles before servers too: /cloudservers/nics/{nic_id} is not a server
     for module in (health, versions, identity, images, flavors, keypairs, limits, server_groups, tags, volumes,
                    disks, nics, resize, consoles, servers, nova, metadata, monitoring, changeos, jobs,
-                   nova_lifecycle, instance_actions, openapi, emulator, webconsole):
+                   nova_lifecycle, instance_actions, openapi, metrics, emulator, webconsole):
         routes.extend(module.routes)
     routes.extend(versions.named_routes)     # GET /{api_version}: last, it matches any one-segment path
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         EcsError: on_ecs_error, HTTPException: on_http_exception, ClientDisconnect: on_client_disconnect,
         StoreBusy: on_store_busy, Exception: on_unexpected})
     app.router = IndexedRouter(routes, lifespan=lifespan)    # same routes, fewer regexes tried per request
+    app.state.metrics = app_metrics
     if request_log is not None:
         app.add_middleware(RequestLogMiddleware, log=request_log)      # inside: it sees the request id
+    if number("ECSD_HTTP_METRICS", 1, int):      # 0: no request metrics (docs/operations.md; bench A/B)
+        app.add_middleware(HttpMetricsMiddleware, metrics=app_metrics)     # inside: it sees the request id
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -7,12 +7,46 @@ import json
 import logging
 import os
 import sys
+import time
 
 import click
 
 from ecsd import __version__
 from ecsd.cli.base import _data_dir, _db_url, _settings, main
 from ecsd.config import Settings
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the request id of the request being
+    served (when there is one) and the exception's traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ecsd.metrics import request_id
+
+        item = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+                "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        rid = request_id.get()
+        if rid:
+            item["request_id"] = rid
+        if record.exc_info:
+            item["exception"] = self.formatException(record.exc_info)
+        return json.dumps(item, ensure_ascii=False)
+
+
+JsonFormatter.converter = time.gmtime
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
+_log_level = click.option("--log-level", default="warning", show_default=True,
+                          type=click.Choice(["debug", "info", "warning", "error"]))
+_log_format = click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]),
+                           help="json: one object per line, with the request id of the request logging it.")
 
 
 @main.command()
@@ -24,8 +58,8 @@ from ecsd.config import Settings
               help="simulated: no machines, ECSD_SIM_DELAY per step; local: QEMU servers on this host "
                    "(docs/drivers.md).")
 @click.option("--no-worker", is_flag=True, help="Serve the API only; jobs run in `ecsd worker` processes.")
-@click.option("--log-level", default="warning", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@_log_level
+@_log_format
 @click.option("--seed", "seed_file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="A seed file (JSON or YAML: projects, users, images, key pairs, servers) applied on the "
                    "first start [env ECSD_SEED] (docs/testing-with-ecsd.md).")
@@ -34,7 +68,7 @@ from ecsd.config import Settings
 @click.option("--emulator/--no-emulator", default=None,
               help="Serve the emulator controls under /_ecsd/ to the operator token (simulated driver only; "
                    "on by default) [env ECSD_EMULATOR].")
-def serve(host, port, data_dir, database_url, driver, no_worker, log_level, seed_file, fault_images,
+def serve(host, port, data_dir, database_url, driver, no_worker, log_level, log_format, seed_file, fault_images,
           emulator) -> None:
     """Run the API (and, unless --no-worker, the job worker) on HOST:PORT.
 
@@ -50,7 +84,7 @@ def serve(host, port, data_dir, database_url, driver, no_worker, log_level, seed
     settings = _settings(data_dir, database_url, host=host, port=port, driver=driver, seed_file=seed_file,
                          fault_images=fault_images, emulator=emulator)
     settings.run_worker = not no_worker
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging(log_level, log_format)
     store, creds = prepare_store(settings)
     store.close()
     if creds is not None:
@@ -71,7 +105,9 @@ def serve(host, port, data_dir, database_url, driver, no_worker, log_level, seed
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
                             loop="asyncio", http=protocol_class(limits), ws="none", lifespan="on",
                             timeout_keep_alive=limits.keep_alive_timeout, timeout_graceful_shutdown=15,
-                            server_header=False, proxy_headers=False)   # X-Forwarded-For is not trusted
+                            server_header=False, proxy_headers=False,   # X-Forwarded-For is not trusted
+                            # json: uvicorn's own records go through the same handler (no config of its own)
+                            **({"log_config": None} if log_format == "json" else {}))
     uvicorn.Server(config).run()
 
 
@@ -87,9 +123,15 @@ def serve(host, port, data_dir, database_url, driver, no_worker, log_level, seed
               help="Jobs this worker runs at once.")
 @click.option("--grace", default=10.0, show_default=True, type=click.FloatRange(0, 3600),
               help="Seconds running steps may take to finish on SIGTERM.")
-@click.option("--log-level", default="warning", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
-def worker(data_dir, database_url, driver, name, max_jobs, grace, log_level) -> None:
+@_log_level
+@_log_format
+@click.option("--metrics-port", default=None, type=click.IntRange(1, 65535),
+              help="Serve this worker's Prometheus metrics at /metrics on this port (docs/operations.md) "
+                   "[default: not served].")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="The address the metrics port binds (no authentication: keep it private).")
+def worker(data_dir, database_url, driver, name, max_jobs, grace, log_level, log_format, metrics_port,
+           metrics_host) -> None:
     """Run jobs only (no API): scale out beside `ecsd serve --no-worker` on a shared PostgreSQL."""
 
     import uvloop
@@ -100,8 +142,8 @@ def worker(data_dir, database_url, driver, name, max_jobs, grace, log_level) -> 
     if name:
         settings.worker_name = name
     settings.max_inflight_jobs = max_jobs
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvloop.run(worker_module.run(settings, grace))
+    _setup_logging(log_level, log_format)
+    uvloop.run(worker_module.run(settings, grace, metrics_port, metrics_host))
 
 
 def _print_quickstart(settings: Settings, creds: dict) -> None:

@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -33,7 +35,7 @@ from sqlalchemy.engine import Connection
 
 from ecsd.domain import clock
 from ecsd.domain import states as st
-from ecsd.store.db import Store
+from ecsd.store.db import Store, note_accepted
 from ecsd.store.prepared import Prepared
 from ecsd.store.schema import jobs
 
@@ -91,6 +93,7 @@ class _Claimed:
     params: str
     step: int
     attempts: int
+    taken_over: bool = False     # its previous worker's lease had expired (not handed back)
 
 
 # --- statements (plain functions of a connection: they run inside Store.run) ----------------------
@@ -113,12 +116,16 @@ def _claim(conn: Connection, owner: str, lease: float, limit: int, is_sqlite: bo
                                               jobs.c.lease_until < now))
              .order_by(jobs.c.created_at).limit(limit))
     ids: list[str] = []
-    for pick in (stale, fresh):
+    taken: set[str] = set()      # stale jobs a live owner held: a take-over (None: handed back on shutdown)
+    for pick in (stale.add_columns(jobs.c.owner), fresh.add_columns(jobs.c.owner)):
         if len(ids) >= limit:
             break
         if not is_sqlite:
             pick = pick.with_for_update(skip_locked=True)
-        ids.extend(r[0] for r in conn.execute(pick.limit(limit - len(ids))))
+        for job_id, previous in conn.execute(pick.limit(limit - len(ids))):
+            ids.append(job_id)
+            if previous is not None and previous != owner:
+                taken.add(job_id)
     if not ids:
         return []
     conn.execute(jobs.update().where(jobs.c.job_id.in_(ids)).values(
@@ -131,7 +138,7 @@ def _claim(conn: Connection, owner: str, lease: float, limit: int, is_sqlite: bo
     if parents:
         conn.execute(jobs.update().where(and_(jobs.c.job_id.in_(parents), jobs.c.status == st.JOB_INIT))
                      .values(status=st.JOB_RUNNING, begin_time=func.coalesce(jobs.c.begin_time, now)))
-    return [_Claimed(*r) for r in rows]
+    return [_Claimed(*r, taken_over=r.job_id in taken) for r in rows]
 
 
 @functools.lru_cache(maxsize=32)
@@ -248,12 +255,29 @@ def _release(conn: Connection, owner: str) -> int:
 
 # --- the engine ------------------------------------------------------------------------------------
 
+def queue_state(conn: Connection) -> tuple[int, float | None]:
+    """(jobs waiting to be claimed, creation time of the oldest): one range of ix_jobs_claim."""
+    depth, oldest = conn.execute(select(func.count(), func.min(jobs.c.created_at)).where(
+        and_(jobs.c.runnable == true(), jobs.c.status == st.JOB_INIT))).one()
+    return int(depth), oldest
+
+
 @dataclass
 class EngineStats:
+    """What this engine did, as plain counters (read by ecsd/metrics.py when scraped). Written on the
+    event loop only; keys are job types, step names and statuses: bounded sets."""
+
     claimed: int = 0
     succeeded: int = 0
     failed: int = 0
     lost_leases: int = 0
+    claimed_by_type: Counter = field(default_factory=Counter)     # job type -> claims
+    running: Counter = field(default_factory=Counter)             # job type -> running now
+    finished: Counter = field(default_factory=Counter)            # (job type, SUCCESS|FAIL) -> jobs
+    takeovers: Counter = field(default_factory=Counter)           # job type -> claims after a lease expired
+    act_errors: Counter = field(default_factory=Counter)          # (job type, step, failed|crashed) -> acts
+    # Called with (job type, step, seconds) when a step is checkpointed: its act and its checkpoint.
+    on_step: Callable[[str, str, float], None] | None = None
 
 
 class Engine:
@@ -352,8 +376,12 @@ class Engine:
                                                    self.store.is_sqlite)
                 except Exception:  # database briefly unreachable: retry at the next poll
                     log.exception("claiming jobs failed")
+            stats = self.stats
             for job in claimed:
-                self.stats.claimed += 1
+                stats.claimed += 1
+                stats.claimed_by_type[job.job_type] += 1
+                if job.taken_over:
+                    stats.takeovers[job.job_type] += 1
                 self._idle.clear()
                 task = asyncio.create_task(self._run(job), name=f"job-{job.job_id}")
                 self._tasks.add(task)
@@ -414,6 +442,8 @@ class Engine:
 
     # one job
     async def _run(self, job: _Claimed) -> None:
+        running = self.stats.running      # counted here: a task cancelled before it starts never ran
+        running[job.job_type] += 1
         try:
             await self._steps(job)
         except asyncio.CancelledError:
@@ -422,6 +452,8 @@ class Engine:
             # The database failed under us (or a bug in a record function): the job keeps its lease
             # and checkpoint; it is resumed after the lease expires, up to MAX_ATTEMPTS times.
             log.exception("job %s interrupted; it will be resumed after its lease expires", job.job_id)
+        finally:
+            running[job.job_type] -= 1
 
     async def _steps(self, job: _Claimed) -> None:
         jt = self.types.get(job.job_type)
@@ -439,18 +471,22 @@ class Engine:
             step = jt.steps[index]
             ctx.step_started = clock.now()
             hook = self.step_hook
+            started = time.perf_counter()
             if step.act is not None or hook is not None:
                 try:
                     if hook is not None:
                         await hook(ctx, step)
+                        started = time.perf_counter()    # an emulator hold is not the step's time
                     if step.act is not None:
                         await step.act(ctx)
                 except StepFailed as exc:
+                    self.stats.act_errors[(jt.name, step.name, "failed")] += 1
                     await self._finish_failed(ctx, jt, exc.code, exc.reason)
                     return
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # a driver bug must fail the job, never leave it hanging
+                    self.stats.act_errors[(jt.name, step.name, "crashed")] += 1
                     log.exception("job %s step %s failed", ctx.job_id, step.name)
                     await self._finish_failed(ctx, jt, step.error_code, f"{step.name}: {exc}")
                     return
@@ -458,8 +494,11 @@ class Engine:
                 self.stats.lost_leases += 1
                 log.warning("job %s: lease lost before step %s was recorded; stopping", ctx.job_id, step.name)
                 return
+            if self.stats.on_step is not None:
+                self.stats.on_step(jt.name, step.name, time.perf_counter() - started)
             ctx.step = index + 1
         self.stats.succeeded += 1
+        self.stats.finished[(jt.name, st.JOB_SUCCESS)] += 1
 
     async def _finish_failed(self, ctx: JobContext, jt: JobType | None, code: str, reason: str) -> None:
         if jt is not None and jt.cleanup is not None:
@@ -470,6 +509,7 @@ class Engine:
         ok = await self._write(_fail, ctx, self.owner, jt or JobType("unknown", ()), code, reason)
         if ok:
             self.stats.failed += 1
+            self.stats.finished[(ctx.job_type, st.JOB_FAIL)] += 1
         else:
             self.stats.lost_leases += 1
 
@@ -489,8 +529,10 @@ _INSERT_JOB = Prepared(jobs.insert(), keys=("job_id", "project_id", "parent_id",
 
 def submit(conn: Connection, *, job_id: str, project_id: str, job_type: str, server_id: str | None,
            params: dict[str, Any] | None = None, parent_id: str | None = None, runnable: bool = True) -> str:
-    """Insert a job in INIT inside the caller's transaction (the caller then calls Engine.notify())."""
+    """Insert a job in INIT inside the caller's transaction (the caller then calls Engine.notify()).
+    It counts as accepted (``Store.accepted_jobs``) once that transaction commits."""
     now = clock.now()
+    note_accepted(conn, job_type)
     _INSERT_JOB.execute(conn, {
         "job_id": job_id, "project_id": project_id, "parent_id": parent_id, "job_type": job_type,
         "runnable": runnable, "server_id": server_id, "status": st.JOB_INIT,

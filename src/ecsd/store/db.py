@@ -25,6 +25,8 @@ import functools
 import logging
 import os
 import sqlite3
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -51,6 +53,17 @@ def _is_busy(exc: BaseException) -> bool:
         or "locked" in str(exc) or "busy" in str(exc))
 READ_ONLY = "ecsd_read_only"     # Connection.info flag: the transaction being begun only reads
 _UNCOMMITTED = "ecsd_in_batch"   # Connection.info flag: a group commit is open on this connection
+_ACCEPTED = "ecsd_accepted"      # Connection.info: the job types submitted in the open transaction
+
+
+def note_accepted(conn: Connection, job_type: str) -> None:
+    """Count a job of ``job_type`` in ``Store.accepted_jobs`` once this transaction commits (metrics):
+    a transaction (or an SQLite group-commit call) that is rolled back counts nothing."""
+    notes = conn.info.get(_ACCEPTED)
+    if notes is None:
+        conn.info[_ACCEPTED] = [job_type]
+    else:
+        notes.append(job_type)
 
 
 def sees_uncommitted(conn: Connection) -> bool:
@@ -138,7 +151,7 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
 class _Batch:
     """One SQLite write transaction shared by the Store.run calls of one event-loop turn."""
 
-    __slots__ = ("broken", "conn", "done", "raw", "tx")
+    __slots__ = ("accepted", "broken", "conn", "done", "raw", "tx")
 
     def __init__(self, conn: Connection, tx: Any, done: asyncio.Future) -> None:
         self.conn = conn
@@ -146,6 +159,8 @@ class _Batch:
         self.raw = conn.connection.driver_connection
         self.done = done
         self.broken = False
+        self.accepted: list[str] = []        # note_accepted() of its calls
+        conn.info[_ACCEPTED] = self.accepted
 
 
 class Store:
@@ -163,14 +178,28 @@ class Store:
         self._batch: _Batch | None = None
         self._ping_thread: ThreadPoolExecutor | None = None
         self._ping: asyncio.Future | None = None
+        self._aside_thread: ThreadPoolExecutor | None = None
+        # Jobs accepted through this store, by type, counted when their transaction has committed.
+        self.accepted_jobs: Counter[str] = Counter()
+        self._count_lock = threading.Lock()      # PostgreSQL commits on several threads
+
+    def _count_accepted(self, job_types: list[str]) -> None:
+        with self._count_lock:
+            self.accepted_jobs.update(job_types)
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
-            yield conn
+            conn.info.pop(_ACCEPTED, None)
+            try:
+                yield conn
+            finally:
+                accepted = conn.info.pop(_ACCEPTED, None)
+        if accepted:
+            self._count_accepted(accepted)
 
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             return fn(conn, *args, **kwargs)
 
     def _conn(self) -> Connection:
@@ -219,9 +248,11 @@ class Store:
                     raise
                 batch = await self._begin_waiting(lambda: self._batch or self._open_batch())
         batch.raw.execute("SAVEPOINT ecsd_call")
+        mark = len(batch.accepted)
         try:
             result = fn(batch.conn, *args, **kwargs)
         except BaseException:
+            del batch.accepted[mark:]
             try:
                 batch.raw.execute("ROLLBACK TO ecsd_call")
                 batch.raw.execute("RELEASE ecsd_call")
@@ -257,6 +288,8 @@ class Store:
                 batch.done.set_exception(exc)
                 batch.done.exception()   # retrieved: callers that raised themselves never await it
         else:
+            if batch.accepted:
+                self._count_accepted(batch.accepted)
             if not batch.done.done():
                 batch.done.set_result(None)
 
@@ -290,6 +323,41 @@ class Store:
             return result
         with tx:
             return fn(tx.connection, *args, **kwargs)
+
+    def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(conn, ...)`` in a transaction of its own on a pool connection that takes no write lock
+        (SQLite: deferred). Blocking: call it off the event loop (:meth:`aside`)."""
+        with self.engine.connect() as conn:
+            conn.info[READ_ONLY] = True
+            try:
+                with conn.begin():
+                    return fn(conn, *args)
+            finally:
+                conn.info[READ_ONLY] = False
+
+    async def aside(self, fn: Callable[..., T], timeout: float) -> T:
+        """:meth:`read_sync` on a thread of its own (not behind the transactions' pool): for reads that
+        must not hold up requests or wait behind them (the metrics' queue gauges). TimeoutError after
+        ``timeout`` seconds; the event loop never waits for it."""
+        if self._aside_thread is None:
+            self._aside_thread = ThreadPoolExecutor(1, thread_name_prefix="ecsd-aside")
+        future = asyncio.get_running_loop().run_in_executor(self._aside_thread, self.read_sync, fn)
+        return await asyncio.wait_for(future, timeout)
+
+    def pool_state(self) -> dict[str, int]:
+        """The connection pool now (SQLAlchemy's counters, read without touching the database), and
+        the transactions waiting for one of the PostgreSQL threads."""
+        pool: Any = self.engine.pool
+        state = {"size": 0, "checked_out": 0, "overflow": 0, "max": 0, "waiting": 0}
+        if hasattr(pool, "checkedout"):
+            state["size"] = pool.size()
+            state["checked_out"] = pool.checkedout()
+            state["overflow"] = max(0, pool.overflow())
+            state["max"] = pool.size() + max(0, getattr(pool, "_max_overflow", 0))
+        executor = self._pool
+        if executor is not None:
+            state["waiting"] = executor._work_queue.qsize()
+        return state
 
     def ping_sync(self) -> str | None:
         """A fresh connection from the pool answers, in a transaction that takes no write lock.
@@ -360,4 +428,6 @@ class Store:
             self._pool.shutdown(wait=True)
         if self._ping_thread is not None:
             self._ping_thread.shutdown(wait=False)
+        if self._aside_thread is not None:
+            self._aside_thread.shutdown(wait=False)
         self.engine.dispose()
