@@ -25,7 +25,8 @@ from ecsd.http import nova, servers
 
 
 def norm(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "{}", path.split("?")[0].rstrip("/")) or "/"
+    path = re.sub(r"\{[^}]*$", "", path.split("?")[0])      # a query shown as "{?delete_flag}" in a few pages
+    return re.sub(r"\{[^}]+\}", "{}", path.rstrip("/")) or "/"
 
 
 # Paths on which several pages of the reference document one action each (the body's only key).
@@ -49,6 +50,11 @@ NOTES = {
                                                                     "(no KMS)",
     ("POST", "/v2/{project_id}/cloudservers/{server_id}/reinstallos"): "encryption keys are checked, not applied "
                                                                        "(no KMS)",
+    ("POST", "/v2.1/{project_id}/servers/{server_id}/remote-consoles"):
+        "partial: the simulated driver's URL opens a page with the console output, not a VNC session; the "
+        "local driver answers Ecs.0321 (no VNC display yet)",
+    ("POST", "/v1/{project_id}/cloudservers/{server_id}/nics"): "partial: no IPv6 (`ipv6_enable` is refused); "
+                                                                "security groups are accepted and ignored",
 }
 
 # Discarded endpoints of the reference that ecsd deliberately does not serve, (METHOD, reference path
@@ -78,8 +84,8 @@ EXTRA_PURPOSE = {
     "/v3": "Keystone version document", "/v3/auth/tokens": "IAM tokens (password, project scope)",
     "/v3/projects": "IAM projects of the caller", "/v3/auth/projects": "IAM projects of the caller",
     "/v2/cloudimages": "IMS image list", "/v2/images": "Glance image list",
-    "/v2/images/{image_id}": "Glance image details", "/image": "Glance version document",
-    "/image/v2/images": "Glance image list (catalog path)", "/image/v2/images/{image_id}": "Glance image details",
+    "/image": "Glance version document",
+    "/image/v2/images": "Glance image list (catalog path)",
     "/v3/projects/{ref}": "IAM project details", "/v3/auth/domains": "IAM domain of the caller",
     "/v1/{project_id}/cloudservers/{server_id}/metadata/{key}":
         "delete one metadata key (the Huawei SDK's delete_server_metadata)",
@@ -96,6 +102,23 @@ EXTRA_PURPOSE = {
     "/_ecsd/faults": "emulator: fault injection", "/_ecsd/holds": "emulator: holds",
     "/_ecsd/step-delay": "emulator: the simulated step delay", "/_ecsd/requests": "emulator: the request log",
     "/_ecsd/servers/{server_id}/power-off": "emulator: the guest stops on its own", "/v2.1": "compute API version and microversions",
+    "/console": "the web console (docs/console.md)", "/console/{asset:path}": "the web console's files",
+    "/metrics": "Prometheus metrics (docs/operations.md)",
+    "/vnc_auto.html": "the simulated driver's remote console page (a console URL's token)",
+    "/v1.1/{project_id}/cloudservers/{server_id}/resize": "resize (the Huawei SDK's resize_server path)",
+    "/v1/{project_id}/cloudservers/resize_flavors": "target flavors of a resize (the Huawei SDK's path)",
+    "/v1/{project_id}/cloudservers/os-server-groups": "server groups (the Huawei SDK's paths)",
+    "/v1/{project_id}/cloudservers/os-server-groups/{server_group_id}": "server groups (the Huawei SDK's paths)",
+    "/v1/{project_id}/cloudservers/os-server-groups/{server_group_id}/action":
+        "server group members (the Huawei SDK's path)",
+    "/v1/{project_id}/cloudservers/resource_instances/action": "query servers by tag (the Huawei SDK's path)",
+    "/v1/{project_id}/cloudservers/{server_id}/remote_console": "remote console (the Huawei SDK's ECS API)",
+    "/v2.1/{project_id}/cloudvolumes": "EVS: create disks (huaweicloudsdkevs)",
+    "/v2/{project_id}/cloudvolumes/detail": "EVS: list disks", "/v2/{project_id}/cloudvolumes/{volume_id}":
+        "EVS: show, update, delete a disk",
+    "/v2.1/{project_id}/flavors/{flavor_id}/os-extra_specs/{key}": "one extra spec of a flavor (Nova)",
+    "/v2/images/{image_id}": "Glance image details, delete a private image",
+    "/image/v2/images/{image_id}": "Glance image details, delete a private image (catalog path)",
 }
 
 
@@ -118,7 +141,7 @@ def reference_endpoints(ref: str) -> list[tuple[str, str, str, str, str | None]]
             title = next((lines[i - 1].strip() for i, line in enumerate(lines)
                           if i and re.fullmatch(r"=+", line)), name)
             for m in re.finditer(r"^(GET|POST|PUT|DELETE|PATCH) (/\S+)", text, re.MULTILINE):
-                path = m.group(2).split("?")[0]
+                path = re.sub(r"\{[^}]*$", "", m.group(2).split("?")[0])    # "{?delete_flag}": a query
                 action = _action(text) if norm(path) in MULTI_ACTION else None
                 rows.append((os.path.relpath(root, ref), title, m.group(1), path, action))
     return rows
