@@ -31,13 +31,17 @@ def token_request(creds: dict, password: str | None = None, project: str | None 
 class Api:
     """Authenticated calls against one project; ``{pid}`` in a path is the project id."""
 
-    def __init__(self, client, creds: dict) -> None:
+    def __init__(self, client, creds: dict, token: str | None = None) -> None:
+        """Logs in, unless given a token of the same user and project (tests/conftest.py issues one in
+        the template database, which every test's copy holds)."""
         self.client = client
         self.creds = creds
         self.pid = creds["project_id"]
-        r = client.post("/v3/auth/tokens", json=token_request(creds))
-        assert r.status_code == 201, r.text
-        self.token = r.headers["X-Subject-Token"]
+        if token is None:
+            r = client.post("/v3/auth/tokens", json=token_request(creds))
+            assert r.status_code == 201, r.text
+            token = r.headers["X-Subject-Token"]
+        self.token = token
 
     def call(self, method: str, path: str, json: Any = None, *, headers: dict | None = None,
              token: bool = True, content: bytes | None = None):

@@ -284,7 +284,8 @@ def test_a_token_survives_a_reset_while_its_user_exists(op, api):
 
 # --- the request log and power-off ----------------------------------------------------------------------
 
-def test_the_request_log_masks_secrets_and_pages_by_seq(op, client, api):
+def test_the_request_log_masks_secrets_and_pages_by_seq(op, client, creds):
+    api = Api(client, creds)      # logs in: the login is in the log
     (sid,) = api.create_servers()
     change_os(api, sid)
     log = op.ok("GET", "/requests")["requests"]
