@@ -276,7 +276,7 @@ def test_json_log_records_carry_the_request_id():
 
     from ecsd.cli.serve import JsonFormatter
     from ecsd.http.core import RequestIdMiddleware
-    from ecsd.metrics import HttpMetricsMiddleware, Metrics
+    from ecsd.metrics import HttpObserver, Metrics
 
     async def logs_and_fails(scope, receive, send):
         logging.getLogger("ecsd.test").warning("inside %s", "the request")
@@ -293,7 +293,7 @@ def test_json_log_records_carry_the_request_id():
     logger = logging.getLogger("ecsd.test")
     logger.addHandler(handler)
     try:
-        app = RequestIdMiddleware(HttpMetricsMiddleware(logs_and_fails, Metrics(process=False)))
+        app = RequestIdMiddleware(logs_and_fails, observe=HttpObserver(Metrics(process=False)))
         rid = TestClient(app).get("/anything").headers["X-Request-Id"]       # no lifespan: a bare ASGI app
         logger.warning("outside any request")
     finally:

@@ -1,8 +1,9 @@
 """Builds the ASGI application: routes, middleware, error handlers, and the lifespan that opens the
 store, migrates it, seeds a fresh install and starts the in-process job worker.
 
-The request pipeline, outside in: RequestIdMiddleware -> HttpMetricsMiddleware (metrics.py) -> router
--> endpoint() wrapper (authenticate, check project) -> handler (parse -> domain -> shape).
+The request pipeline, outside in: RequestIdMiddleware (which hands each request's status and latency to
+metrics.HttpObserver) -> router -> endpoint() wrapper (authenticate, check project) -> handler (parse ->
+domain -> shape).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ from ecsd.http.core import (
     on_unexpected,
 )
 from ecsd.http.routing import IndexedRouter
-from ecsd.metrics import HttpMetricsMiddleware, Metrics
+from ecsd.metrics import HttpObserver, Metrics
 from ecsd.store import migrate
 from ecsd.store.db import Store, StoreBusy
 
@@ -238,7 +239,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.metrics = app_metrics
     if request_log is not None:
         app.add_middleware(RequestLogMiddleware, log=request_log)      # inside: it sees the request id
-    if number("ECSD_HTTP_METRICS", 1, int):      # 0: no request metrics (docs/operations.md; bench A/B)
-        app.add_middleware(HttpMetricsMiddleware, metrics=app_metrics)     # inside: it sees the request id
-    app.add_middleware(RequestIdMiddleware)
+    # 0: no request metrics (docs/operations.md; the bench's A/B)
+    observe = HttpObserver(app_metrics) if number("ECSD_HTTP_METRICS", 1, int) else None
+    app.add_middleware(RequestIdMiddleware, observe=observe)
     return app

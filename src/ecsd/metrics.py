@@ -194,44 +194,27 @@ class Metrics(Collector):
                                 value=0.0 if oldest is None else max(0.0, time.time() - oldest))
 
 
-class HttpMetricsMiddleware:
-    """Pure ASGI: the latency and status of every HTTP request, by the matched route's template.
+class HttpObserver:
+    """Records one HTTP request: its latency and status, by the matched route's template. Called by
+    http/core.py's RequestIdMiddleware (the one middleware layer, whose send wrapper already sees the
+    status) after each request, so that the metrics add no layer of their own.
 
-    Per request: two ``perf_counter`` calls, one send wrapper, one dict lookup of a series bound
-    once per (route, method, status), one bisect. The route is the router's match (``scope["route"]``,
-    http/routing.py); a request no route matched counts under ``unmatched``. Inside RequestIdMiddleware:
-    it puts the request id in :data:`request_id` for the log records of the request's task."""
+    Per request: one dict lookup of a series bound once per (route, method, status), one bisect, two
+    list updates. The route is the router's match (``scope["route"]``, http/routing.py); a request no
+    route matched counts under ``unmatched``."""
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
-        self.app = app
+    def __init__(self, metrics: Metrics) -> None:
         self.hist = metrics.http
         self.bound: dict[tuple[int, str, int], list] = {}
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = _now()
-        status = [500]      # what an exception that escapes before any answer becomes
-        state = scope.get("state")
-        if state:
-            _set_request_id(state.get("request_id"))     # the request's own task: no reset needed
-
-        async def send_status(message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            took = _now() - started
-            route = scope.get("route")
-            key = (id(route), scope["method"], status[0])     # routes live as long as the app
-            series = self.bound.get(key)
-            if series is None:
-                series = self._bind(key, route)
-            series[_bucket(HTTP_BUCKETS, took)] += 1
-            series[-1] += took
+    def __call__(self, scope: dict, status: int, took: float) -> None:
+        route = scope.get("route")
+        key = (id(route), scope["method"], status)     # routes live as long as the app
+        series = self.bound.get(key)
+        if series is None:
+            series = self._bind(key, route)
+        series[_bucket(HTTP_BUCKETS, took)] += 1
+        series[-1] += took
 
     def _bind(self, key: tuple[int, str, int], route: Any) -> list:
         _, method, status = key

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from time import perf_counter as _perf_counter
 from typing import Any, TypeVar
 
 import orjson
@@ -34,6 +35,7 @@ from ecsd.domain.actions import caller
 from ecsd.domain.clock import new_hex_id
 from ecsd.domain.errors import EcsError, invalid, invalid_model
 from ecsd.domain.identity import Identity
+from ecsd.metrics import request_id as _request_id
 from ecsd.store.db import StoreBusy
 
 log = logging.getLogger("ecsd.http")
@@ -61,27 +63,46 @@ def error_response(err: EcsError) -> JSON:
 
 # --- request ids -----------------------------------------------------------------------------------
 
-class RequestIdMiddleware:
-    """Pure ASGI: every response carries X-Request-Id (Huawei SDK) and X-Openstack-Request-Id (openstacksdk)."""
+_set_request_id = _request_id.set
 
-    def __init__(self, app) -> None:
+
+class RequestIdMiddleware:
+    """Pure ASGI: every response carries X-Request-Id (Huawei SDK) and X-Openstack-Request-Id (openstacksdk);
+    the request id is in ``ecsd.metrics.request_id`` for the log records of the request's task. With
+    ``observe`` (metrics.HttpObserver), each request's status and latency are handed to it at the end:
+    the metrics ride this layer's send wrapper instead of adding one of their own."""
+
+    def __init__(self, app, observe: Callable[[dict, int, float], None] | None = None) -> None:
         self.app = app
+        self.observe = observe
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        observe = self.observe
+        started = _perf_counter() if observe is not None else 0.0
         rid = new_hex_id().encode()
-        scope.setdefault("state", {})["request_id"] = rid.decode()
+        rid_text = rid.decode()
+        scope.setdefault("state", {})["request_id"] = rid_text
+        _set_request_id(rid_text)       # the request's own task: no reset needed
+        status = 500                    # what an exception that escapes before any answer becomes
 
         async def send_with_id(message):
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid))
                 headers.append((b"x-openstack-request-id", b"req-" + rid))
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        if observe is None:
+            return await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            observe(scope, status, _perf_counter() - started)
 
 
 # --- error handlers (registered on the app) ----------------------------------------------------------
