@@ -51,8 +51,8 @@ NOTES = {
     ("POST", "/v2/{project_id}/cloudservers/{server_id}/reinstallos"): "encryption keys are checked, not applied "
                                                                        "(no KMS)",
     ("POST", "/v2.1/{project_id}/servers/{server_id}/remote-consoles"):
-        "partial: the simulated driver's URL opens a page with the console output, not a VNC session; the "
-        "local driver answers Ecs.0321 (no VNC display yet)",
+        "partial: the URL opens ecsd's page of the server's console output (the local driver's serial "
+        "log), not a VNC session: neither driver has a VNC display yet",
     ("POST", "/v1/{project_id}/cloudservers/{server_id}/nics"): "partial: no IPv6 (`ipv6_enable` is refused); "
                                                                 "security groups are accepted and ignored",
 }

@@ -137,10 +137,17 @@ def test_a_server_with_an_operation_in_flight_has_no_console(api, server):
 
 
 @pytest.mark.sqlite_only
-def test_a_driver_without_remote_consoles_answers_ecs_0321(api, server, monkeypatch):
+def test_a_driver_without_remote_consoles_gets_the_console_page(api, server, monkeypatch):
+    """The local driver has no VNC display yet: its servers get ecsd's console page, which shows the
+    console output the driver keeps (the local driver's serial log)."""
     driver = api.client.app.state.services.driver
     monkeypatch.setattr(type(driver), "remote_console", None)
-    assert_error(api.post(V1 % server, BODY), 400, "Ecs.0321")
+    r = api.post(V1 % server, BODY)
+    assert r.status_code == 200, r.text
+    url = r.json()["remote_console"]["url"]
+    assert consoles.SIMULATED_CONSOLE_PATH + "?token=" in url
+    page = api.client.get(url[url.index(consoles.SIMULATED_CONSOLE_PATH):])
+    assert page.status_code == 200 and "systemd" in page.text
 
 
 @pytest.mark.sqlite_only

@@ -10,9 +10,10 @@
   native_openstack_nova_apis/ecs_console_management/obtaining_a_vnc-based_remote_login_address_
   microversion_2.6_or_later.rst): a login URL for an ACTIVE server (else Ecs.0100), protocol ``vnc``
   and type ``novnc`` only (else Ecs.0005). A driver with a display of its own gives its URL
-  (drivers/base.py, ``RemoteConsoles``); a driver without the capability has none (Ecs.0321). The
-  simulated driver has no display: the URL is ecsd's own simulated console page,
-  ``{endpoint}/vnc_auto.html?token=...`` (noVNC's page name, as the cloud's console URLs have it), which shows the server's console output. The token is the
+  (drivers/base.py, ``RemoteConsoles``). A driver without one (the simulated driver; the local
+  driver until it has VNC) gets ecsd's own console page, ``{endpoint}/vnc_auto.html?token=...``
+  (noVNC's page name, as the cloud's console URLs have it), which shows the server's console output
+  (the local driver's serial log, the simulated driver's boot log). The token is the
   project, the server and an expiry sealed with the installation's secret key (domain/sealing.py):
   unguessable, a new one per request, valid for ``CONSOLE_TTL`` seconds (the reference: 10 minutes),
   checked by any ecsd process of the installation without a table.
@@ -107,15 +108,13 @@ def read_token(token: str | None) -> tuple[str, str]:
 
 async def remote_console_url(store: Any, driver: Any, ident: Identity, server_id: str, base: str) -> str:
     """The login URL of the server's remote console: 404 Ecs.0114, not ACTIVE Ecs.0100, a driver
-    without remote consoles Ecs.0321 (the caller has checked protocol and type)."""
+    without a display of its own gets the console page (the caller has checked protocol and type)."""
     server = await store.read(srv.load, ident.project_id, server_id)          # 404 Ecs.0114
     status = st.status_of(server["vm_state"], server["task_state"])
     if status != "ACTIVE":
         raise EcsError("Ecs.0100", f"server {server['id']} is {status}; a remote console needs it ACTIVE")
     consoles = remote_consoles(driver)
-    if consoles is None:
-        raise EcsError("Ecs.0321", f"the {driver.name} driver has no remote consoles")
-    url = await consoles.remote_console(server["id"])
+    url = await consoles.remote_console(server["id"]) if consoles is not None else None
     if url is not None:
         return url
     return f"{base}{SIMULATED_CONSOLE_PATH}?token={quote(issue_token(ident.project_id, server['id']), safe='')}"
