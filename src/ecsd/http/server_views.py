@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from starlette.requests import Request
 
 from ecsd.domain import clock, sealing, security_groups, server_groups
 from ecsd.domain import servers as srv
@@ -149,13 +148,13 @@ def server_links(base: str, project_id: str, server_id: str) -> list[dict[str, s
             {"rel": "bookmark", "href": f"{base}/{project_id}/servers/{server_id}"}]
 
 
-async def nova_server_views(ctx: Ctx, rows: list[dict[str, Any]], request: Request | None = None) -> list[dict[str, Any]]:
+async def nova_server_views(ctx: Ctx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The Nova views of these server rows (with their flavors' extra specs, which Nova shows), as the
-    request's compute microversion has them (``tags`` from 2.26 on); the request is ``ctx.request`` unless
-    given. Without any request every field is shown."""
+    request's compute microversion has them (``tags`` from 2.26 on; the request is ``ctx.request``).
+    Without a request every field is shown."""
     if not rows:
         return []
-    request = request or ctx.request
+    request = ctx.request
     vols, flavors, tags, _ = await _disks_and_flavors(ctx, rows, with_groups=False)
     base = ctx.services.settings.endpoint
     with_tags = request is None or (compute_microversion(request) or (2, 1)) >= NOVA_TAGS_MICROVERSION
