@@ -50,9 +50,6 @@ NOTES = {
                                                                     "(no KMS)",
     ("POST", "/v2/{project_id}/cloudservers/{server_id}/reinstallos"): "encryption keys are checked, not applied "
                                                                        "(no KMS)",
-    ("POST", "/v2.1/{project_id}/servers/{server_id}/remote-consoles"):
-        "partial: the URL opens ecsd's page of the server's console output (the local driver's serial "
-        "log), not a VNC session: neither driver has a VNC display yet",
     ("POST", "/v1/{project_id}/cloudservers/{server_id}/nics"): "partial: no IPv6 (`ipv6_enable` is refused); "
                                                                 "security groups are accepted and ignored",
 }
@@ -104,7 +101,10 @@ EXTRA_PURPOSE = {
     "/_ecsd/servers/{server_id}/power-off": "emulator: the guest stops on its own", "/v2.1": "compute API version and microversions",
     "/console": "the web console (docs/console.md)", "/console/{asset:path}": "the web console's files",
     "/metrics": "Prometheus metrics (docs/operations.md)",
-    "/vnc_auto.html": "the simulated driver's remote console page (a console URL's token)",
+    "/vnc_auto.html": "the remote console page of a console URL's token: noVNC on the server's VNC display "
+                      "(local driver), else its console output (simulated)",
+    "/websockify": "the remote console's VNC websocket (a console URL's token; Upgrade: websocket)",
+    "/novnc/{path:path}": "noVNC's files for the remote console page (ECSD_NOVNC_DIR)",
     "/v1.1/{project_id}/cloudservers/{server_id}/resize": "resize (the Huawei SDK's resize_server path)",
     "/v1/{project_id}/cloudservers/resize_flavors": "target flavors of a resize (the Huawei SDK's path)",
     "/v1/{project_id}/cloudservers/os-server-groups": "server groups (the Huawei SDK's paths)",

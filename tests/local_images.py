@@ -45,6 +45,11 @@ mount -t sysfs sysfs /sys
 grep -q " /dev devtmpfs " /proc/mounts || mount -t devtmpfs devtmpfs /dev
 . /etc/os-release
 acpid -c /etc/acpi -l /var/log/acpid.log -p /run/acpid.pid || echo "acpid did not start"
+ifconfig lo up
+# The first NIC takes its fixed IP by DHCP (the driver's boot check waits for that lease).
+if [ -e /sys/class/net/eth0 ]; then
+  (udhcpc -i eth0 -t 30 -T 1 -A 1 -n -q -s /etc/udhcpc.script >/dev/null 2>&1 &)
+fi
 echo "ECS-BOOT-MARKER begin os=$ID"
 cat /etc/os-release
 echo "--- /root/.ssh/authorized_keys ---"
@@ -62,6 +67,14 @@ exit 1
 """
 
 POWER_BUTTON = "#!/bin/sh\nsync\npoweroff -f\n"
+UDHCPC_SCRIPT = """#!/bin/sh
+case "$1" in
+  deconfig) ifconfig "$interface" 0.0.0.0 up ;;
+  bound|renew) ifconfig "$interface" "$ip" netmask "${subnet:-255.255.0.0}" up ;;
+esac
+"""
+PASSWD = "root:x:0:0:root:/root:/bin/sh\n"
+SHADOW = "root:*:19000:0:99999:7:::\n"
 
 
 def _init(letter: str) -> str:
@@ -98,7 +111,8 @@ def boot_kit() -> boot.BootKit:
 
 def _recipe(letter: str, busybox: str) -> str:
     h = hashlib.sha256()
-    h.update(_init(letter).encode() + POWER_BUTTON.encode() + repr(sorted(OS[letter].items())).encode())
+    h.update(_init(letter).encode() + POWER_BUTTON.encode() + repr(sorted(OS[letter].items())).encode()
+             + UDHCPC_SCRIPT.encode() + PASSWD.encode() + SHADOW.encode())
     with open(busybox, "rb") as fh:
         h.update(hashlib.sha256(fh.read()).digest())
     return h.hexdigest()[:12]
@@ -125,6 +139,9 @@ def _stage(root: str, letter: str, busybox: str) -> None:
     write("etc/acpi/PWRF/00000080", POWER_BUTTON, 0o755)
     write("etc/os-release", "".join(f'{k}="{v}"\n' for k, v in OS[letter].items()), 0o644)
     write("etc/hostname", f"os-{letter.lower()}\n", 0o644)
+    write("etc/udhcpc.script", UDHCPC_SCRIPT, 0o755)
+    write("etc/passwd", PASSWD, 0o644)
+    write("etc/shadow", SHADOW, 0o640)
 
 
 def os_image(letter: str) -> str:

@@ -1,5 +1,6 @@
 """Remote (VNC) consoles: Nova remote-consoles (2.6+) and os-getVNCConsole, the ECS v1 remote_console, the
-simulated console page behind their URLs, and every refusal (state, protocol/type, microversion, token)."""
+simulated console page behind their URLs, and every refusal (state, protocol/type, microversion, token).
+A server with a VNC display (the local driver) and its websocket: tests/test_local_vnc.py."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def sdk(raw: dict, response_type: str) -> Any:
 
 def token_of(url: str) -> str:
     parts = urlsplit(url)
-    assert parts.path == consoles.SIMULATED_CONSOLE_PATH
+    assert parts.path == consoles.CONSOLE_PATH
     return parse_qs(parts.query)["token"][0]
 
 
@@ -138,27 +139,27 @@ def test_a_server_with_an_operation_in_flight_has_no_console(api, server):
 
 @pytest.mark.sqlite_only
 def test_a_driver_without_remote_consoles_gets_the_console_page(api, server, monkeypatch):
-    """The local driver has no VNC display yet: its servers get ecsd's console page, which shows the
-    console output the driver keeps (the local driver's serial log)."""
+    """A driver that hands out no URLs of its own gets ecsd's console page; without VNC displays it shows
+    the console output the driver keeps (with displays: noVNC, tests/test_local_vnc.py)."""
     driver = api.client.app.state.services.driver
     monkeypatch.setattr(type(driver), "remote_console", None)
     r = api.post(V1 % server, BODY)
     assert r.status_code == 200, r.text
     url = r.json()["remote_console"]["url"]
-    assert consoles.SIMULATED_CONSOLE_PATH + "?token=" in url
-    page = api.client.get(url[url.index(consoles.SIMULATED_CONSOLE_PATH):])
+    assert consoles.CONSOLE_PATH + "?token=" in url
+    page = api.client.get(url[url.index(consoles.CONSOLE_PATH):])
     assert page.status_code == 200 and "systemd" in page.text
 
 
 @pytest.mark.sqlite_only
 def test_the_page_refuses_missing_forged_and_expired_tokens(api, server, monkeypatch):
-    assert_error(api.client.get(consoles.SIMULATED_CONSOLE_PATH), 404, "Common.0404")
-    assert_error(api.client.get(consoles.SIMULATED_CONSOLE_PATH + "?token=abc"), 404, "Common.0404")
-    assert_error(api.client.get(consoles.SIMULATED_CONSOLE_PATH + "?token=" + "A" * 2000), 404, "Common.0404")
+    assert_error(api.client.get(consoles.CONSOLE_PATH), 404, "Common.0404")
+    assert_error(api.client.get(consoles.CONSOLE_PATH + "?token=abc"), 404, "Common.0404")
+    assert_error(api.client.get(consoles.CONSOLE_PATH + "?token=" + "A" * 2000), 404, "Common.0404")
     url = api.post(V1 % server, BODY).json()["remote_console"]["url"]
     token = token_of(url)
     forged = token[:-4] + ("AAAA" if token[-4:] != "AAAA" else "BBBB")
-    assert_error(api.client.get(consoles.SIMULATED_CONSOLE_PATH, params={"token": forged}), 404, "Common.0404")
+    assert_error(api.client.get(consoles.CONSOLE_PATH, params={"token": forged}), 404, "Common.0404")
     now = consoles.clock.now()
     monkeypatch.setattr(consoles.clock, "now", lambda: now + consoles.CONSOLE_TTL + 1)
     assert_error(page(api, url), 404, "Common.0404")

@@ -151,17 +151,25 @@ def test_inject_then_read_back(driver):
     run(driver.inject(vid, Injection(public_keys=(KEY1,))))
     run(driver.inject(vid, Injection(public_keys=(KEY1, KEY2), admin_pass="Passw0rd-x", user_data=b"#!/bin/sh\n")))
     assert read_back(driver, vid, "/root/.ssh/authorized_keys").splitlines() == [KEY1, KEY2]
-    assert read_back(driver, vid, "/var/lib/ecsd/admin_pass") == "Passw0rd-x"
+    # The password is root's SHA-512 crypt hash in /etc/shadow (no agent needed), the file keeps its mode.
+    shadow = read_back(driver, vid, "/etc/shadow")
+    hashed = shadow.split(":")[1]
+    assert shadow.startswith("root:$6$") and "Passw0rd-x" not in shadow and shadow.endswith(":0:99999:7:::\n")
+    again = subprocess.run(["openssl", "passwd", "-6", "-salt", hashed.split("$")[2], "Passw0rd-x"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert again == hashed
     assert read_back(driver, vid, "/var/lib/ecsd/user-data") == "#!/bin/sh\n"
 
     async def modes():
         async with driver.disks.raw_view(vid) as view:
-            stats = {p: debugfs(view, f"stat {p}").stdout for p in ("/root/.ssh", "/root/.ssh/authorized_keys")}
+            stats = {p: debugfs(view, f"stat {p}").stdout
+                     for p in ("/root/.ssh", "/root/.ssh/authorized_keys", "/etc/shadow")}
             check = fsck(view)
         return stats, check
     stats, check = run(modes())
     assert "Mode:  0700" in stats["/root/.ssh"] and "Mode:  0600" in stats["/root/.ssh/authorized_keys"]
     assert "User:     0   Group:     0" in stats["/root/.ssh/authorized_keys"]
+    assert "Mode:  0640" in stats["/etc/shadow"]
     assert check.returncode == 0, check.stdout
     assert not glob.glob(os.path.join(driver.layout.tmp, "*")), "scratch files or mount points left behind"
 
@@ -249,9 +257,11 @@ def test_limits(driver):
     sid, vid = new_id(), new_id()
     run(driver.create_disk(vid, source(driver.image_a), 1))
     run(driver.attach(sid, vid, "/dev/vda"))
-    driver.options.max_servers = 1
-    driver.running = lambda: [new_id()]        # one other server already runs
-    with pytest.raises(DriverError, match="at most 1 server"):
+    run(driver.set_flavor(sid, 2, 300))
+    assert driver.machine_size(sid) == (2, 300)          # the flavor's vCPUs and RAM, TCG or not
+    driver.options.memory_budget_mb = 512
+    driver.memory_in_use = lambda but=None: 400          # the running servers were given 400 MB
+    with pytest.raises(DriverError, match="memory budget is 512 MB; running servers have 400 MB, this one needs 300"):
         run(driver.start(sid, vid))
     assert driver.hv.pid(sid) is None
 

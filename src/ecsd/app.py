@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from ecsd.config import Settings
-from ecsd.domain import access_keys, logins, power_sync, recovery, sealing, seed
+from ecsd.domain import access_keys, capacity, logins, power_sync, recovery, sealing, seed
 from ecsd.domain.errors import EcsError
 from ecsd.domain.jobtypes import all_job_types
 from ecsd.domain.passwords import PasswordHasher
@@ -99,7 +99,8 @@ class Services:
 def make_driver(settings: Settings) -> Any:
     if settings.driver == "simulated":
         return SimulatedDriver(delay=settings.sim_delay, disk_dir=os.environ.get("ECSD_SIM_DISK_DIR") or None,
-                               oplog=os.environ.get("ECSD_SIM_OPLOG") or None)
+                               oplog=os.environ.get("ECSD_SIM_OPLOG") or None,
+                               memory_budget_mb=number("ECSD_SIM_MEMORY_BUDGET_MB", None, int))
     if settings.driver == "local":
         from ecsd.drivers.local import make_local_driver
 
@@ -194,6 +195,7 @@ def create_app(settings: Settings) -> Starlette:
             path = write_credentials(settings, creds)
             log.warning("first start: demo credentials written to %s", path)
         driver = make_driver(settings)
+        capacity.configure(store.engine, driver)       # creates and starts admitted by its memory budget
         engine = Engine(store, driver, all_job_types(), owner=settings.worker_name,
                         lease_seconds=settings.lease_seconds, max_inflight=settings.max_inflight_jobs)
         app_metrics.attach(store, engine, worker=settings.run_worker)

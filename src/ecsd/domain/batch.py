@@ -8,7 +8,9 @@
 Every operation is accepted in one transaction (gate every server, insert the parent job and one
 sub-job per server, all or nothing) and then carried out by the job engine. A server already in the
 target state gets a sub-job that succeeded at once. A deleted server stops counting against the quota
-when its delete job finishes (:func:`purge_record`), not when the delete is accepted.
+when its delete job finishes (:func:`purge_record`), not when the delete is accepted. A start is
+refused whole with 400 Ecs.0319 when the servers it would start do not fit this host's memory
+budget (domain/capacity.py); they stay SHUTOFF and no job is made.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import orjson
 from sqlalchemy import and_
 from sqlalchemy.engine import Connection
 
-from ecsd.domain import actions, attachments, clock, server_groups, tags
+from ecsd.domain import actions, attachments, capacity, clock, server_groups, tags
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
 from ecsd.domain.changeos import driver_call
@@ -74,6 +76,8 @@ def accept_batch(conn: Connection, ident: Identity, action: str, server_ids: lis
         else:
             srv.check_gate(server, batch.sub_type)
         noop.append(already)
+    if batch.sub_type == st.START_SINGLE_SERVER:      # their memory, all together (400 Ecs.0319)
+        capacity.check_start(conn, [s["id"] for s, is_noop in zip(targets, noop, strict=True) if not is_noop])
     parent_id = clock.new_hex_id()
     submit(conn, job_id=parent_id, project_id=ident.project_id, job_type=batch.parent_type, server_id=None,
            runnable=False)

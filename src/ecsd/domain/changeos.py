@@ -28,7 +28,7 @@ import orjson
 from sqlalchemy import and_, bindparam
 from sqlalchemy.engine import Connection
 
-from ecsd.domain import actions, clock, sealing
+from ecsd.domain import actions, capacity, clock, sealing
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
 from ecsd.domain.errors import EcsError, invalid
@@ -142,6 +142,8 @@ def accept(conn: Connection, ident: Identity, server_id: str, req: OsChange, dri
     if old["status"] != "in-use":
         raise EcsError("Ecs.0101")
 
+    if server["power_state"] != st.POWER_RUNNING:
+        capacity.check_start(conn, [server["id"]])     # the job ends by starting it: 400 Ecs.0319 when full
     job_id = clock.new_hex_id()
     srv.claim(conn, server, st.POWERING_OFF if need_stop and not req.nova_rebuild else st.REBUILDING, job_id)
     actions.record_job(conn, ident, server["id"], req.job_type, job_id)           # the operation history

@@ -9,18 +9,23 @@
 * Remote console (Nova ``remote-consoles`` 2.6+ and ``os-getVNCConsole``, the v1 ``remote_console``;
   native_openstack_nova_apis/ecs_console_management/obtaining_a_vnc-based_remote_login_address_
   microversion_2.6_or_later.rst): a login URL for an ACTIVE server (else Ecs.0100), protocol ``vnc``
-  and type ``novnc`` only (else Ecs.0005). A driver with a display of its own gives its URL
-  (drivers/base.py, ``RemoteConsoles``). A driver without one (the simulated driver; the local
-  driver until it has VNC) gets ecsd's own console page, ``{endpoint}/vnc_auto.html?token=...``
-  (noVNC's page name, as the cloud's console URLs have it), which shows the server's console output
-  (the local driver's serial log, the simulated driver's boot log). The token is the
-  project, the server and an expiry sealed with the installation's secret key (domain/sealing.py):
-  unguessable, a new one per request, valid for ``CONSOLE_TTL`` seconds (the reference: 10 minutes),
-  checked by any ecsd process of the installation without a table.
+  and type ``novnc`` only (else Ecs.0005). A driver that hands out URLs of its own gives them
+  (drivers/base.py, ``RemoteConsoles``); otherwise the URL is ecsd's own ``{endpoint}/vnc_auto.html?
+  token=T`` (noVNC's page name, as the cloud's console URLs have it), whatever the driver:
+  - a driver with VNC displays (``vnc_socket(server_id)``: the local driver, QEMU's own VNC server on
+    a unix socket) gets noVNC's client there, whose websocket ``{endpoint}/websockify?token=T`` is
+    proxied to that socket (http/vnc_proxy.py; :func:`vnc_socket_of` checks the token). A server that
+    is not running (any more) has no display: the page says so and shows its last console output;
+  - a driver without (the simulated driver) gets a page of the server's console output.
+  The token is the project, the server and an expiry sealed with the installation's secret key
+  (domain/sealing.py): unguessable, a new one per request, valid for ``CONSOLE_TTL`` seconds (the
+  reference: 10 minutes) to open the page and to open a websocket (an open one is not cut at expiry,
+  as Nova's), checked by any ecsd process of the installation without a table.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -36,7 +41,7 @@ from ecsd.drivers.base import remote_consoles
 
 MAX_BYTES = 1024 * 1024
 CONSOLE_TTL = 600                  # seconds a remote console URL stays valid
-SIMULATED_CONSOLE_PATH = "/vnc_auto.html"
+CONSOLE_PATH = "/vnc_auto.html"        # the console page (noVNC's page name, as the cloud has it)
 PROTOCOLS = {"vnc": ("novnc",)}    # protocol -> the console types served for it
 MAX_TOKEN = 1024                   # longer than any token issued here
 
@@ -84,7 +89,7 @@ def check_console_kind(protocol: Any, kind: Any) -> None:
 
 
 def issue_token(project_id: str, server_id: str) -> str:
-    """A new token of the simulated console page for this server (valid for CONSOLE_TTL seconds)."""
+    """A new token of the console page and its websocket for this server (valid for CONSOLE_TTL seconds)."""
     sealed = sealing.seal(orjson.dumps({"p": project_id, "s": server_id,
                                         "e": clock.now() + CONSOLE_TTL}).decode())
     assert sealed is not None
@@ -107,8 +112,8 @@ def read_token(token: str | None) -> tuple[str, str]:
 
 
 async def remote_console_url(store: Any, driver: Any, ident: Identity, server_id: str, base: str) -> str:
-    """The login URL of the server's remote console: 404 Ecs.0114, not ACTIVE Ecs.0100, a driver
-    without a display of its own gets the console page (the caller has checked protocol and type)."""
+    """The login URL of the server's remote console: 404 Ecs.0114, not ACTIVE Ecs.0100; a driver
+    without URLs of its own gets ecsd's console page (the caller has checked protocol and type)."""
     server = await store.read(srv.load, ident.project_id, server_id)          # 404 Ecs.0114
     status = st.status_of(server["vm_state"], server["task_state"])
     if status != "ACTIVE":
@@ -117,13 +122,49 @@ async def remote_console_url(store: Any, driver: Any, ident: Identity, server_id
     url = await consoles.remote_console(server["id"]) if consoles is not None else None
     if url is not None:
         return url
-    return f"{base}{SIMULATED_CONSOLE_PATH}?token={quote(issue_token(ident.project_id, server['id']), safe='')}"
+    return f"{base}{CONSOLE_PATH}?token={quote(issue_token(ident.project_id, server['id']), safe='')}"
 
 
-async def simulated_console(store: Any, driver: Any, token: str | None) -> tuple[dict[str, Any], str]:
-    """(the server, its console output) for the simulated console page: a bad token 404 Common.0404, a
-    server deleted since 404 Ecs.0114."""
+def vnc_displays(driver: Any) -> Any:
+    """The driver's ``vnc_socket(server_id) -> path | None`` if it has VNC displays, else None."""
+    found = getattr(driver, "vnc_socket", None)
+    return found if callable(found) else None
+
+
+@dataclass(frozen=True)
+class ConsolePage:
+    """What the console page shows: noVNC (``vnc``) or the console output (``output``, with ``reason``
+    saying why there is no display when the driver has displays)."""
+
+    server: dict[str, Any]
+    kind: str                       # "vnc" | "output"
+    output: str = ""
+    reason: str = ""
+
+
+async def console_page(store: Any, driver: Any, token: str | None) -> ConsolePage:
+    """The console page of a token: a bad token 404 Common.0404, a server deleted since 404 Ecs.0114."""
     project_id, server_id = read_token(token)
     server = await store.read(srv.load, project_id, server_id)
+    displays = vnc_displays(driver)
+    if displays is not None and displays(server["id"]) is not None:
+        return ConsolePage(server, "vnc")
+    reason = "" if displays is None else ("the server is not running, so it has no display; start it and ask "
+                                          "for a new console URL")
     text = await driver.console_output(server["id"])
-    return server, text[-MAX_BYTES:]
+    return ConsolePage(server, "output", text[-MAX_BYTES:], reason)
+
+
+async def vnc_socket_of(store: Any, driver: Any, token: str | None) -> str:
+    """The unix socket of the VNC display a websocket with this token may reach: a bad token 404
+    Common.0404, a server deleted since 404 Ecs.0114, a driver without displays 404 Common.0404, a
+    server that is not running 400 Ecs.0100."""
+    project_id, server_id = read_token(token)
+    server = await store.read(srv.load, project_id, server_id)
+    displays = vnc_displays(driver)
+    if displays is None:
+        raise EcsError("Common.0404", "this ecsd's driver has no VNC displays (the simulated driver)")
+    path = displays(server["id"])
+    if path is None:
+        raise EcsError("Ecs.0100", f"server {server['id']} is not running: it has no display")
+    return path

@@ -7,6 +7,8 @@ reboot and lock are in domain/batch.py.
 A create is refused whole with 400 Ecs.0001 when its servers, their vCPUs or their RAM would pass a
 project quota (domain/quotas.py, checked and charged atomically at acceptance); a deleted server
 stops counting when its delete job finishes (batch.purge_record), not when the delete is accepted.
+Before that charge, the servers' flavor RAM must fit this host's memory budget (domain/capacity.py),
+else the create is refused whole with 400 Ecs.0319 and nothing is charged.
 
 The v1 create (``POST /v1/{project_id}/cloudservers``, creating_an_ecs.rst) and the Nova create
 (``POST /v2.1/{project_id}/servers``, native_openstack_nova_apis/lifecycle_management/creating_an_ecs.rst)
@@ -31,6 +33,7 @@ from sqlalchemy.engine import Connection
 
 from ecsd.domain import (
     actions,
+    capacity,
     clock,
     idempotency,
     nics,
@@ -143,8 +146,9 @@ def accept_create(conn: Connection, ident: Identity, spec: ServerSpec, client_to
 
     Raises the create error codes of docs/decisions.md ("create error codes"), the image, flavor and
     key-pair codes (Ecs.0031/0032/0007, Ecs.0029/0319, Ecs.0314), and 400 Ecs.0001 when the servers
-    would pass the project's instance, vCPU or RAM quota (nothing is created then); the group of
-    ``os:scheduler_hints`` unknown 400 Ecs.0313, or too full for them 400 Ecs.0022 (server_groups.place).
+    would pass the project's instance, vCPU or RAM quota (nothing is created then); 400 Ecs.0319 when
+    this host has not the memory for them (domain/capacity.py); the group of ``os:scheduler_hints``
+    unknown 400 Ecs.0313, or too full for them 400 Ecs.0022 (server_groups.place).
     """
     job_id, server_ids, _repeat = _accept_once(conn, ident, spec, client_token, digest, driver)
     return job_id, server_ids
@@ -179,11 +183,11 @@ def accept_nova_create(conn: Connection, ident: Identity, spec: ServerSpec,
     """The Nova create: :func:`accept_create` with Nova's networks (``nics.nova_nics``, which set the
     spec's VPC and NICs) and Nova's answer.
 
-    ``spec.min_count`` .. ``spec.count`` servers are created, as many as the quotas allow (fewer than
-    ``min_count``: 400 Ecs.0001). When the request gives no way to log in (no ``adminPass``, no
-    ``metadata.admin_pass``, no ``key_name``), a password is generated and injected, as Nova
-    generates one. ``admin_pass`` is the server's password (given or generated), shown once: a repeat
-    under the same ``client_token`` does not show it again.
+    ``spec.min_count`` .. ``spec.count`` servers are created, as many as the quotas and the host's
+    memory allow (fewer than ``min_count``: 400 Ecs.0001, or Ecs.0319 for memory). When the request
+    gives no way to log in (no ``adminPass``, no ``metadata.admin_pass``, no ``key_name``), a password
+    is generated and injected, as Nova generates one. ``admin_pass`` is the server's password (given
+    or generated), shown once: a repeat under the same ``client_token`` does not show it again.
     """
     vpc_id, found = nics.nova_nics(conn, ident.project_id, networks)     # Ecs.0010 / Ecs.0014
     spec = replace(spec, vpc_id=vpc_id, nics=found, no_network=networks == nics.NONE)
@@ -360,6 +364,8 @@ def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec, driver: 
     fixed = {ip for _subnet, ip in spec.nics if ip is not None}
     taken = fixed | nics.taken_addresses(conn, ident.project_id) if len(fixed) < len(spec.nics) else fixed
     count = spec.count if spec.min_count is None else _count_within_quota(conn, ident.project_id, spec, flavor)
+    # The host's memory for all `count` servers, or for as many as fit from Nova's min_count (400 Ecs.0319).
+    count = capacity.admit(conn, flavor["ram"], count, spec.min_count)
     # The last check, and the first write: instances, cores and RAM of all `count` servers within the
     # project's quotas, atomically (400 Ecs.0001, nothing created); it also keeps the project's counters.
     quotas.charge(conn, ident.project_id, count, count * flavor["vcpus"], count * flavor["ram"])
@@ -404,7 +410,8 @@ def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec, driver: 
         submit(conn, job_id=job_id, project_id=ident.project_id, job_type=st.CREATE_SINGLE_SERVER,
                server_id=server_id, parent_id=parent_id, params={
                    "disks": disks, "image": {k: image[k] for k in ("id", "disk_format", "min_disk", "properties")},
-                   "public_key": public_key, "admin_pass": sealed_pass, "user_data": user_data})
+                   "public_key": public_key, "admin_pass": sealed_pass, "user_data": user_data,
+                   "nics": [nics.driver_nic(a) for items in addresses.values() for a in items]})
         server_ids.append(server_id)
     server_groups.place(conn, ident.project_id, spec.group, server_ids)     # Ecs.0313 / Ecs.0022
     return parent_id, server_ids
@@ -436,6 +443,9 @@ async def inject_act(ctx: JobContext) -> None:
 async def attach_act(ctx: JobContext) -> None:
     for d in ctx.params["disks"]:
         await driver_call(ctx.driver.attach(ctx.server_id, d["id"], d["device"]), "Ecs.0205")
+    for nic in ctx.params.get("nics", ()):        # jobs accepted before NICs reached the driver have none
+        await driver_call(ctx.driver.plug_nic(ctx.server_id, nic["port"], nic["mac"], nic["addr"],
+                                              nics.driver_network(ctx.project_id, nic["subnet"])), "Ecs.0205")
 
 
 def attach_record(conn: Connection, ctx: JobContext) -> None:

@@ -154,7 +154,7 @@ def accept_delete(conn: Connection, ident: Identity, server_id: str, port_ids: t
             raise EcsError("Ecs.0003", f"port {port} is the primary NIC of ECS {server['id']}: it cannot be deleted")
     job_id = clock.new_hex_id()
     return _take(conn, ident, server, st.DELETE_NICS,
-                 {"nics": [{"port": p, "mac": by_port[p][MAC]} for p in port_ids]}, job_id)
+                 {"nics": [nics.driver_nic(by_port[p]) for p in port_ids]}, job_id)
 
 
 def nova_network(conn: Connection, ident: Identity, server_id: str) -> str:
@@ -177,7 +177,8 @@ def accept_nova_attach(conn: Connection, ident: Identity, server_id: str, nic: N
 
 async def plug_act(ctx: JobContext) -> None:
     for nic in ctx.params["nics"]:
-        await driver_call(ctx.driver.plug_nic(ctx.server_id, nic[PORT], nic[MAC]), "Ecs.0217")
+        await driver_call(ctx.driver.plug_nic(ctx.server_id, nic[PORT], nic[MAC], nic["addr"],
+                                              nics.driver_network(ctx.project_id, nic.get("subnet_id"))), "Ecs.0217")
 
 
 def plug_record(conn: Connection, ctx: JobContext) -> None:
@@ -207,7 +208,8 @@ def unplug_record(conn: Connection, ctx: JobContext) -> None:
 
 async def plug_back(ctx: JobContext) -> None:
     for nic in ctx.params["nics"]:
-        await ctx.driver.plug_nic(ctx.server_id, nic["port"], nic["mac"])
+        await ctx.driver.plug_nic(ctx.server_id, nic["port"], nic["mac"], nic.get("addr"),
+                                  nics.driver_network(ctx.project_id, nic.get("subnet")))
 
 
 def release(conn: Connection, ctx: JobContext, code: str, reason: str) -> None:

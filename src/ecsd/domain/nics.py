@@ -86,6 +86,18 @@ def make_nic(server_id: str, index: int | str, subnet: str, fixed: str | None, t
             "OS-EXT-IPS:port_id": str(uuid.UUID(bytes=bytes(reversed(raw)), version=4)), "subnet_id": subnet}
 
 
+def driver_nic(entry: dict[str, Any]) -> dict[str, Any]:
+    """What a job's parameters keep of a NIC for the driver: port, MAC, fixed IP, subnet."""
+    return {"port": entry["OS-EXT-IPS:port_id"], "mac": entry["OS-EXT-IPS-MAC:mac_addr"], "addr": entry["addr"],
+            "subnet": entry.get("subnet_id")}
+
+
+def driver_network(project_id: str, subnet: str | None) -> str | None:
+    """The network a NIC is on, as the driver keys it: the project's subnet (another project's subnet of
+    the same id is another network: drivers/local/network.py isolates them)."""
+    return f"{project_id}/{subnet}" if subnet else None
+
+
 def taken_addresses(conn: Connection, project_id: str) -> set[str]:
     """The IP addresses the project's live servers use, when it has at most CHECKED_UP_TO of them (one
     read of their ``addresses``); an empty set for a larger project (the check would cost a scan of

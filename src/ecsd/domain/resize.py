@@ -16,8 +16,10 @@ Two halves, as in domain/changeos.py:
 1. :func:`accept` and :func:`accept_revert` run in the request's transaction: server (Ecs.0114), lock
    (Ecs.0605), target flavor (``flavors.resize_refusal``: Ecs.0009 / 0029 / 0319 / 0804), state gate
    (Ecs.0100; a running server needs ``mode=withStopServer`` on the v1 API, Nova stops it itself),
-   the quota charge of the flavor difference (Ecs.0001, ``quotas.charge_flavor_change``), the
-   compare-and-set claim, the operation history and the job.
+   the host's memory for a running server that grows (Ecs.0319, ``capacity.check``: it is started
+   again with the new flavor; a stopped one is checked when it is started), the quota charge of the
+   flavor difference (Ecs.0001, ``quotas.charge_flavor_change``), the compare-and-set claim, the
+   operation history and the job.
 2. ``STEPS``, shared by both jobs: stop (a running server) -> set the flavor (driver, then
    ``servers.flavor_id``) -> start (if it was running). Each act is an idempotent driver call; each
    record commits with its checkpoint.
@@ -42,7 +44,7 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
-from ecsd.domain import actions, clock, quotas
+from ecsd.domain import actions, capacity, clock, quotas
 from ecsd.domain import servers as srv
 from ecsd.domain import states as st
 from ecsd.domain.changeos import WITH_STOP_SERVER, driver_call
@@ -108,6 +110,8 @@ def accept(conn: Connection, ident: Identity, server_id: str, req: Resize) -> st
     if need_stop and not req.nova and req.mode != WITH_STOP_SERVER:
         raise EcsError("Ecs.0100", "the ECS is running: stop it first or pass mode=withStopServer")
     params = _job_params(conn, server, source, target, need_stop, req.nova)
+    if need_stop:
+        capacity.check(conn, params["add_ram"])                                # Ecs.0319
     _charge(conn, ident.project_id, params)
     job_id = clock.new_hex_id()
     srv.claim(conn, server, st.POWERING_OFF if need_stop else st.RESIZE_PREP, job_id)
@@ -145,6 +149,8 @@ def accept_revert(conn: Connection, ident: Identity, server_id: str) -> str:
         raise EcsError("Ecs.0100", f"server {server['id']} keeps no flavor to return to")
     current = get_flavor(conn, server["flavor_id"]) or {**old, "vcpus": 0, "ram": 0}
     params = _job_params(conn, server, current, old, server["power_state"] == st.POWER_RUNNING, True)
+    if params["need_stop"]:
+        capacity.check(conn, params["add_ram"])                                # Ecs.0319
     _charge(conn, ident.project_id, params)
     job_id = clock.new_hex_id()
     srv.claim(conn, server, st.RESIZE_REVERTING, job_id)

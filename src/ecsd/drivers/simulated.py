@@ -3,6 +3,7 @@
 For crash tests it can also keep its disks as empty files in ``disk_dir`` (so that orphans can be
 found) and append every operation's start and end to ``oplog`` (so that overlapping executions of
 one job can be found); both are off unless configured (``ECSD_SIM_DISK_DIR``, ``ECSD_SIM_OPLOG``).
+``ECSD_SIM_MEMORY_BUDGET_MB`` gives it a host memory budget, as the local driver has one (unset: none).
 
 State lives in the domain's tables (volumes, servers); this driver only spends time and can fail on
 purpose. An image whose properties carry ``__ecsd_sim_fault`` makes the named operation fail
@@ -42,12 +43,19 @@ class SimulatedDriver:
                 "[    0.512000] Run /sbin/init as init process\n"
                 "[    1.024000] systemd[1]: Reached target Multi-User System.\n")
 
+    def memory_budget(self) -> int | None:
+        """The memory (MB) the "running" servers may be given together (``ECSD_SIM_MEMORY_BUDGET_MB``), so
+        that admission by memory (domain/capacity.py) can be tried without QEMU; None (the default): no limit."""
+        return self.memory_budget_mb
+
     async def remote_console(self, server_id: str) -> str | None:
         """No display (drivers/base.py, RemoteConsoles): ecsd's simulated console page stands in."""
         return None
 
-    def __init__(self, delay: float = 0.3, disk_dir: str | None = None, oplog: str | None = None) -> None:
+    def __init__(self, delay: float = 0.3, disk_dir: str | None = None, oplog: str | None = None,
+                 memory_budget_mb: int | None = None) -> None:
         self.delay = delay
+        self.memory_budget_mb = memory_budget_mb
         self.disk_dir = disk_dir
         if disk_dir:
             os.makedirs(disk_dir, exist_ok=True)
@@ -153,7 +161,8 @@ class SimulatedDriver:
     async def set_flavor(self, server_id: str, vcpus: int, ram_mb: int) -> None:
         await self._spend("set_flavor", server_id)
 
-    async def plug_nic(self, server_id: str, port_id: str, mac: str) -> None:
+    async def plug_nic(self, server_id: str, port_id: str, mac: str, ip: str | None = None,
+                       network: str | None = None) -> None:
         await self._spend("plug_nic", server_id, port_id)
 
     async def unplug_nic(self, server_id: str, port_id: str) -> None:

@@ -3,13 +3,17 @@
     POST /v2.1/{project_id}/servers/{server_id}/remote-consoles    microversion 2.6+ (else 404 Common.0404)
     POST /v1/{project_id}/cloudservers/{server_id}/remote_console   the ECS API (huaweicloudsdkecs
                                                                      ShowServerRemoteConsole)
-    GET  /vnc_auto.html?token=...                                    the simulated console page (no auth)
+    GET  /vnc_auto.html?token=...                                    the console page (no auth, the token):
+                                                                     noVNC for a server with a VNC display
+                                                                     (http/vnc_proxy.py, which also serves
+                                                                     /websockify and /novnc/...), else the
+                                                                     server's console output
     Nova actions (POST /v2.1/{project_id}/servers/{server_id}/action, dispatched by http/nova.py):
     os-getVNCConsole ({"type": "novnc"} -> {"console": {"type", "url"}}) and createImage
     (http/images.py).
 
 Reference: native_openstack_nova_apis/ecs_console_management/obtaining_a_vnc-based_remote_login_address_
-microversion_2.6_or_later.rst; the rules (ACTIVE only, vnc/novnc only, the simulated page and its
+microversion_2.6_or_later.rst; the rules (ACTIVE only, vnc/novnc only, the console page and its
 token) are in domain/consoles.py.
 """
 
@@ -26,11 +30,12 @@ from starlette.routing import Route
 from ecsd.domain import consoles
 from ecsd.domain.errors import EcsError, invalid
 from ecsd.http import images as images_http
+from ecsd.http import vnc_proxy
 from ecsd.http.core import Ctx, endpoint, json, parse, read_json
 from ecsd.http.keypairs import MICROVERSION_HEADERS, compute_microversion
 
 REMOTE_CONSOLES_MICROVERSION = (2, 6)
-HTML_MEDIA_TYPE = "text/html"      # the simulated page's answer (http/openapi.py reads `media_type`)
+HTML_MEDIA_TYPE = "text/html"      # the console page's answer (http/openapi.py reads `media_type`)
 
 
 class _ConsoleKind(BaseModel):
@@ -82,24 +87,28 @@ async def _vnc_console(ctx: Ctx, server_id: str, action: str, args: Any) -> Resp
 
 _PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><meta name="robots" content="noindex">
-<title>Console of {name} (simulated)</title></head>
-<body><h1>Console of {name} (simulated)</h1>
-<p>This ecsd runs the simulated driver: server {id} has no display, so there is no VNC session. Its
-console output follows.</p>
+<title>Console of {name}{title}</title></head>
+<body><h1>Console of {name}{title}</h1>
+<p>{why} Its console output follows.</p>
 <pre>{output}</pre></body></html>
 """
+_SIMULATED = "This ecsd runs the simulated driver: server {id} has no display, so there is no VNC session."
 
 
 @endpoint(auth="none", ok=200, query={"token": str}, errors=404)
-async def simulated_console_page(request: Request, ctx: Ctx) -> Response:
-    """The simulated remote console: a page with the server's console output (a token of a console URL)."""
-    server, output = await consoles.simulated_console(ctx.services.store, ctx.services.driver,
-                                                      request.query_params.get("token"))
-    page = _PAGE.format(name=html.escape(server["name"]), id=html.escape(server["id"]), output=html.escape(output))
+async def console_page(request: Request, ctx: Ctx) -> Response:
+    """The remote console of a console URL's token: noVNC on the server's display, or its console output."""
+    shown = await consoles.console_page(ctx.services.store, ctx.services.driver, request.query_params.get("token"))
+    if shown.kind == "vnc":
+        return await vnc_proxy.novnc_page(request, shown.server)
+    sid = html.escape(shown.server["id"])
+    why = (f"Server {sid}: {html.escape(shown.reason)}." if shown.reason else _SIMULATED.format(id=sid))
+    page = _PAGE.format(name=html.escape(shown.server["name"]), title=" (no display)" if shown.reason else " (simulated)",
+                        why=why, output=html.escape(shown.output))
     return HTMLResponse(page, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 
-simulated_console_page.media_type = HTML_MEDIA_TYPE     # type: ignore[attr-defined]
+console_page.media_type = HTML_MEDIA_TYPE     # type: ignore[attr-defined]
 
 NOVA_ACTIONS: dict = {"os-getVNCConsole": _vnc_console, "createImage": images_http.create_image_action}
 NOVA_ACTION_ARGS: dict = {
@@ -111,5 +120,6 @@ NOVA_ACTION_ARGS: dict = {
 routes = [
     Route("/v2.1/{project_id}/servers/{server_id}/remote-consoles", nova_remote_console, methods=["POST"]),
     Route("/v1/{project_id}/cloudservers/{server_id}/remote_console", ecs_remote_console, methods=["POST"]),
-    Route(consoles.SIMULATED_CONSOLE_PATH, simulated_console_page, methods=["GET"]),
+    Route(consoles.CONSOLE_PATH, console_page, methods=["GET"]),
+    *vnc_proxy.routes,      # served with the page (app.py lists this module, not that one)
 ]

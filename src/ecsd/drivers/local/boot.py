@@ -34,7 +34,8 @@ from ecsd.drivers.local import proc
 
 # Load order matters: each module after those it depends on.
 MODULES = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
-           "virtio_blk", "crc16", "crc32c_generic", "mbcache", "jbd2", "ext4", "button", "evdev")
+           "virtio_blk", "crc16", "crc32c_generic", "mbcache", "jbd2", "ext4", "button", "evdev",
+           "failover", "net_failover", "virtio_net")
 PROBE_OK = "ECSD-PROBE-OK"
 _DEB = re.compile(r"linux-image-(\d[^_]*)_[^_]+_amd64\.deb")
 _MODULE_FILE = re.compile(r"/lib/modules/([^/]+)/kernel/.*/([^/]+)\.ko(\.xz|\.gz)?$")
@@ -78,7 +79,7 @@ exec switch_root /newroot /sbin/init
 # The console line that says the kernel and this initramfs are done and the image's own init starts.
 HANDOVER = "ecsd-initramfs: handing over to /sbin/init"
 # Kits record which /init they carry; a kit built from another one is rebuilt (when the kernel is at hand).
-INIT_VERSION = hashlib.sha256(INIT.encode()).hexdigest()[:12]
+INIT_VERSION = hashlib.sha256((INIT + " ".join(MODULES)).encode()).hexdigest()[:12]
 assert PROBE_OK in INIT and HANDOVER in INIT
 
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ecsd.drivers.base import DriverError
-from ecsd.drivers.local import proc
+from ecsd.drivers.local import partitions, proc
 from ecsd.drivers.local.helpers import Helpers, is_mounted, unmount
 from ecsd.drivers.local.paths import Layout, check_id, qemu_escape
 
@@ -107,9 +107,7 @@ class DiskStore:
                     await proc.run(["qemu-img", "convert", "-f", base_fmt, "-O", "raw", base, part], timeout=3600)
                     os.truncate(part, size)
                 if size > base_size:
-                    async with self._view(part, self.fmt) as view:
-                        await grow_filesystem(view)
-                        await self.pause("create_disk")      # while the (FUSE) view shows the new disk
+                    await self._grow(part)
             os.chmod(part, 0o600)
             os.replace(part, path)
         except BaseException:
@@ -117,6 +115,24 @@ class DiskStore:
                 os.unlink(part)
             raise
         return path
+
+    async def _grow(self, path: str) -> None:
+        """Grow the root file system of the new disk ``path`` to the disk's size (partitions.py): a whole-disk
+        file system at once; a partitioned disk's root partition first (the table, on a view of the
+        disk), then its file system on a view of that partition alone. Without FUSE a raw partitioned
+        disk keeps the file system of its image (the partition view needs qemu-storage-daemon)."""
+        async with self._view(path, self.fmt) as view:
+            root = await asyncio.to_thread(partitions.root_of, view)
+            if root.number is None:
+                await grow_filesystem(view)
+                await self.pause("create_disk")      # while the (FUSE) view shows the new disk
+                return
+            grown = await asyncio.to_thread(partitions.grow_partition, view, root)
+        if grown is None or grown.size is None or not fuse_usable():
+            return
+        async with self._view(path, self.fmt, (grown.offset, grown.size)) as view:
+            await grow_filesystem(view)
+            await self.pause("create_disk")
 
     async def _blank(self, part: str, size: int) -> None:
         if self.fmt == "qcow2":
@@ -176,8 +192,19 @@ class DiskStore:
             yield view
 
     @contextlib.asynccontextmanager
-    async def _view(self, path: str, fmt: str) -> AsyncIterator[str]:
-        if fmt == "raw":
+    async def partition_view(self, volume_id: str, offset: int, size: int) -> AsyncIterator[str]:
+        """A raw file showing ``size`` bytes of disk ``volume_id`` from ``offset`` (one partition)."""
+        found = self.find(volume_id)
+        if found is None:
+            raise DriverError(f"disk {volume_id} does not exist")
+        async with self._view(*found, (offset, size)) as view:
+            yield view
+
+    @contextlib.asynccontextmanager
+    async def _view(self, path: str, fmt: str, window: tuple[int, int] | None = None) -> AsyncIterator[str]:
+        """A raw file of the disk (``window``: of ``(offset, size)`` bytes of it, through a raw node with
+        those options); the disk itself when it is raw and whole."""
+        if fmt == "raw" and window is None:
             yield path
             return
         mountpoint = self._view_path(path)
@@ -186,10 +213,16 @@ class DiskStore:
         await unmount(mountpoint)           # left behind by a crash: nothing can use it any more
         _touch(mountpoint)
         export = f"type=fuse,id=view0,node-name=disk0,mountpoint={qemu_escape(mountpoint)},writable=on"
+        nodes = ["--blockdev", f"driver=file,node-name=file0,filename={qemu_escape(path)}"]
+        if window is None:
+            nodes += ["--blockdev", f"driver={fmt},node-name=disk0,file=file0"]
+        elif fmt == "raw":
+            nodes += ["--blockdev", f"driver=raw,node-name=disk0,file=file0,offset={window[0]},size={window[1]}"]
+        else:
+            nodes += ["--blockdev", f"driver={fmt},node-name=whole0,file=file0",
+                      "--blockdev", f"driver=raw,node-name=disk0,file=whole0,offset={window[0]},size={window[1]}"]
         daemon = await self.helpers.spawn(
-            "fuse-view", ["qemu-storage-daemon",
-                          "--blockdev", f"driver=file,node-name=file0,filename={qemu_escape(path)}",
-                          "--blockdev", f"driver={fmt},node-name=disk0,file=file0", "--export", export],
+            "fuse-view", ["qemu-storage-daemon", *nodes, "--export", export],
             mountpoint=mountpoint, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             await self._wait_mounted(daemon, mountpoint)

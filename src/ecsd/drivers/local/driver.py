@@ -33,34 +33,41 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ecsd.drivers.base import DiskSource, DriverError, Injection
-from ecsd.drivers.local import boot, hotplug, images, proc
+from ecsd.drivers.local import boot, hotplug, images, partitions, proc
 from ecsd.drivers.local import inject as injection
+from ecsd.drivers.local import network as net
 from ecsd.drivers.local.disks import DiskStore, fuse_usable
 from ecsd.drivers.local.helpers import Helpers, start_time
 from ecsd.drivers.local.paths import Layout, check_device, check_id
-from ecsd.drivers.local.qemu import Hypervisor, probe_kvm
+from ecsd.drivers.local.qemu import NIC_BUS, Hypervisor, OwnKernel, probe_kvm
 
 log = logging.getLogger("ecsd.driver.local")
-_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 STATE = "server.json"
 PAUSED = "test-paused"
 # Where ECSD_LOCAL_TEST_PAUSE can hold the driver: each after the method's effect, before it returns
 # (create_disk and inject: while the disk's FUSE view is open; start: QEMU launched, boot not confirmed).
 PAUSE_POINTS = ("stop", "create_disk", "inject", "detach", "attach", "delete_disk", "start")
-TOOLS = ("qemu-system-x86_64", "qemu-img", "debugfs", "dumpe2fs", "e2fsck", "resize2fs")
+TOOLS = ("qemu-system-x86_64", "qemu-img", "debugfs", "dumpe2fs", "e2fsck", "resize2fs", "sfdisk")
 
 
-def _default_max_servers() -> int:
-    return max(1, os.cpu_count() or 1)
+def _default_memory_budget() -> int:
+    """Half of this host's memory (MB): what servers may be given together by default."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return max(256, int(line.split()[1]) // 1024 // 2)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 2048
 
 
 @dataclass
@@ -68,11 +75,12 @@ class LocalOptions:
     """The local driver's settings and limits; each can be set with ``ECSD_LOCAL_<NAME>``."""
 
     memory_mb: int = 256              # -m of a server whose flavor was never set (set_flavor)
-    max_memory_mb: int = 1024         # -m is the flavor's RAM up to this cap (this host reserves no more)
-    vcpus: int = 1                    # under KVM only; TCG always gets 1
-    max_servers: int = field(default_factory=_default_max_servers)   # running at the same time
+    vcpus: int = 1                    # -smp of a server whose flavor was never set
+    # The memory (MB) the running servers may be given together: admission at create and start.
+    memory_budget_mb: int = field(default_factory=_default_memory_budget)
     max_disk_gb: int = 100            # largest disk create_disk accepts
     accel: str = "auto"               # auto (probe KVM once, else TCG) | tcg | kvm
+    network: str = "auto"             # auto (bridge when root, else user) | bridge | user | none (network.py)
     disk_format: str = "auto"         # auto (qcow2 when a FUSE view is possible, else raw) | qcow2 | raw
     kernel: str | None = None         # a prepared kernel + initramfs ...
     initrd: str | None = None
@@ -105,7 +113,7 @@ class LocalOptions:
             raise SystemExit("ECSD_LOCAL_ACCEL must be auto, tcg or kvm")
         if self.disk_format not in ("auto", "qcow2", "raw"):
             raise SystemExit("ECSD_LOCAL_DISK_FORMAT must be auto, qcow2 or raw")
-        if self.memory_mb < 64 or self.max_memory_mb < 64 or self.vcpus < 1 or self.max_servers < 1 or self.max_disk_gb < 1:
+        if self.memory_mb < 64 or self.memory_budget_mb < 64 or self.vcpus < 1 or self.max_disk_gb < 1:
             raise SystemExit("the local driver's limits must be positive (memory at least 64 MB)")
         if self.boot_timeout <= 0 or self.boot_settle < 0:
             raise SystemExit("ECSD_LOCAL_BOOT_TIMEOUT must be positive, ECSD_LOCAL_BOOT_SETTLE not negative")
@@ -184,6 +192,11 @@ class LocalDriver:
         self.disks = DiskStore(self.layout, fmt, self.options.max_disk_gb, self.helpers, self._pause)
         self.hv = Hypervisor(self.layout, memory_mb=self.options.memory_mb, vcpus=self.options.vcpus,
                              stop_timeout=self.options.stop_timeout)
+        self.net_mode, why = net.choose_mode(self.options.network)
+        self.networks = net.Networks(self.layout.networks, self.net_mode)
+        if why is not None:
+            log.warning("local driver: no guest bridges (%s): servers get user-mode networking, SSH through a "
+                        "port on 127.0.0.1 (ecsd images servers; docs/drivers.md)", why)
         self._kit: boot.BootKit | None = None
         self._accel: str | None = None
         self._start_lock: asyncio.Lock | None = None
@@ -209,7 +222,21 @@ class LocalDriver:
             if reaped or swept:
                 log.warning("local driver: ended %d helper process(es) and removed %d stale mount point(s) "
                             "left by a previous ecsd", reaped, swept)
+            await self._repair_networks()
             self._recovered = True
+
+    async def _repair_networks(self) -> None:
+        """The networks of the running servers as their records say (a dnsmasq that died, a bridge
+        somebody deleted); those of stopped servers come back at their next start."""
+        if self.net_mode != "bridge":
+            return
+        wanted = {n.network for sid in self.running() for n in net.nics_of(self._load_quietly(sid)) if n.ip and n.network}
+        for network in sorted(w for w in wanted if w):
+            try:
+                self.layout.ensure_networks()
+                await self.networks.ensure(network, self._nics_on(network))
+            except DriverError as exc:
+                log.warning("local driver: cannot rebuild network %s: %s", network, exc)
 
     async def _pause(self, point: str) -> None:
         """Tests only (ECSD_LOCAL_TEST_PAUSE=<point>, unset by default): at ``point`` write its name to
@@ -299,7 +326,8 @@ class LocalDriver:
         await self.recover()
         with self._timed("inject", volume_id):
             async with self.disks.raw_view(volume_id) as view:
-                await injection.inject(view, what, self.layout.tmp)
+                root = await asyncio.to_thread(partitions.root_of, view)
+                await injection.inject(root.spec(view), what, self.layout.tmp)
                 await self._pause("inject")           # while the FUSE view (qcow2) holds the disk
 
     async def attach(self, server_id: str, volume_id: str, device: str) -> None:
@@ -352,14 +380,33 @@ class LocalDriver:
 
     # --- flavor and NICs ---------------------------------------------------------------------------------
 
-    def machine_size(self, server_id: str, accel: str) -> tuple[int, int]:
-        """(vCPUs, MB) of the server's next start: its flavor's (set_flavor) within this host's limits,
-        vCPUs at most the host's CPUs (1 under TCG), RAM at most ``max_memory_mb``; else the defaults."""
+    def machine_size(self, server_id: str) -> tuple[int, int]:
+        """(vCPUs, MB) of the server's next start: its flavor's (set_flavor), else the defaults. vCPUs
+        beyond the host's CPUs are allowed (QEMU runs each as a thread, as a cloud overcommits CPUs)."""
         flavor = self._load(server_id).get("flavor")
         if not flavor:
-            return (self.options.vcpus if accel == "kvm" else 1), self.options.memory_mb
-        vcpus = max(1, min(int(flavor["vcpus"]), os.cpu_count() or 1)) if accel == "kvm" else 1
-        return vcpus, max(64, min(int(flavor["ram_mb"]), self.options.max_memory_mb))
+            return self.options.vcpus, self.options.memory_mb
+        return max(1, min(int(flavor["vcpus"]), 255)), max(64, int(flavor["ram_mb"]))
+
+    def memory_budget(self) -> int | None:
+        """The memory (MB) this host gives its running servers together (``ECSD_LOCAL_MEMORY_BUDGET_MB``):
+        the domain admits a create or start only while the servers it counts fit (domain/capacity.py)."""
+        return self.options.memory_budget_mb
+
+    def memory_in_use(self, but: str | None = None) -> int:
+        """The memory (MB) the running QEMU processes were given (recorded at launch), ``but`` one server."""
+        total = 0
+        for sid in self.running():
+            if sid != but:
+                total += int(self._load_quietly(sid).get("memory_mb") or self.options.memory_mb)
+        return total
+
+    def vnc_socket(self, server_id: str) -> str | None:
+        """The unix socket of the running server's VNC display (QEMU's own VNC server), or None."""
+        if self.hv.pid(check_id(server_id, "server id")) is None:
+            return None
+        path = self.layout.vnc_socket(server_id)
+        return path if os.path.exists(path) else None
 
     async def set_flavor(self, server_id: str, vcpus: int, ram_mb: int) -> None:
         check_id(server_id, "server id")
@@ -370,25 +417,113 @@ class LocalDriver:
             state["flavor"] = {"vcpus": vcpus, "ram_mb": ram_mb}
             self._save(server_id, state)
 
-    async def plug_nic(self, server_id: str, port_id: str, mac: str) -> None:
-        """Record the NIC; the guest gets no network device yet (servers run with ``-nic none``)."""
+    async def plug_nic(self, server_id: str, port_id: str, mac: str, ip: str | None = None,
+                       network: str | None = None) -> None:
+        """Record the NIC (MAC, fixed IP, network: the project and subnet, network.py). A running server
+        gets it at its next start (no NIC hot-plug); its network learns the reserved lease now."""
         check_id(server_id, "server id")
         check_id(port_id, "port id")
-        if not _MAC.fullmatch(mac):
-            raise DriverError(f"{mac!r} is not a MAC address")
+        net.check_nic(mac, ip, network)
         state = self._load(server_id)
         nics = state.setdefault("nics", {})
-        if nics.get(port_id) != mac:
-            nics[port_id] = mac
+        value = {"mac": mac, "ip": ip, "network": network}
+        if nics.get(port_id) != value:
+            nics[port_id] = value
             self._save(server_id, state)
 
     async def unplug_nic(self, server_id: str, port_id: str) -> None:
+        """Forget the NIC; its TAP device goes now unless the server runs (then at its next start)."""
         check_id(server_id, "server id")
         check_id(port_id, "port id")
         state = self._load(server_id)
+        gone = [n for n in net.nics_of(state) if n.port == port_id]
         if port_id in state.get("nics", {}):
             del state["nics"][port_id]
             self._save(server_id, state)
+        if self.hv.pid(server_id) is None:
+            for nic in gone:
+                await self._drop_nic(nic)
+
+    async def _drop_nic(self, nic: net.Nic) -> None:
+        if self.net_mode != "bridge":
+            return
+        await self.networks.unplug_tap(nic)
+        if nic.network:
+            await self._refresh_network(nic.network)
+
+    def _nics_on(self, network: str) -> list[net.Nic]:
+        """Every recorded NIC of every server on ``network``."""
+        return [n for sid in self._server_ids() for n in net.nics_of(self._load_quietly(sid)) if n.network == network]
+
+    async def _refresh_network(self, network: str) -> None:
+        """The network's reserved leases as the records say; the network goes with its last NIC."""
+        hosts = self._nics_on(network)
+        if not hosts:
+            await self.networks.remove(network)
+        elif network in self.networks.known():
+            await self.networks.ensure(network, hosts)
+
+    async def _nic_args(self, server_id: str, state: dict[str, Any]) -> tuple[list[list[str]], dict[str, Any]]:
+        """The ``-netdev``/``-device`` arguments of the server's NICs and what the boot check needs
+        (where each network's dnsmasq log stood, the forwarded SSH port): network.py."""
+        args: list[list[str]] = []
+        facts: dict[str, Any] = {"net_since": {}, "ssh_forward": None}
+        if self.net_mode == "none":
+            return args, facts
+        for i, nic in enumerate(n for n in net.nics_of(state) if n.ip and n.network):
+            device = f"virtio-net-pci,netdev=net{i},mac={nic.mac},bus={NIC_BUS},addr={i + 1:#x}"
+            if self.net_mode == "bridge":
+                self.layout.ensure_networks()
+                bridge = await self.networks.ensure(nic.network, self._nics_on(nic.network))
+                tap = await self.networks.plug_tap(nic, bridge)
+                facts["net_since"].setdefault(nic.network, self.networks.log_size(nic.network))
+                args.append(["-netdev", f"tap,id=net{i},ifname={tap},script=no,downscript=no", "-device", device])
+            else:
+                netdev = f"user,id=net{i},net={net.RANGE},host={net.GATEWAY},dhcpstart={nic.ip},ipv6=off"
+                if i == 0:
+                    facts["ssh_forward"] = net.free_port()
+                    netdev += f",hostfwd=tcp:127.0.0.1:{facts['ssh_forward']}-{nic.ip}:22"
+                args.append(["-netdev", netdev, "-device", device])
+        return args, facts
+
+    def ssh_address(self, server_id: str) -> tuple[str, int] | None:
+        """Where SSH of the server's primary NIC is reached from this host: its fixed IP, port 22 (bridge),
+        or the forwarded port on 127.0.0.1 (user mode); None without a network."""
+        state = self._load_quietly(check_id(server_id, "server id"))
+        nics = [n for n in net.nics_of(state) if n.ip]
+        if not nics or self.net_mode == "none":
+            return None
+        if self.net_mode == "bridge":
+            return nics[0].ip or "", 22
+        port = state.get("ssh_forward")
+        return ("127.0.0.1", int(port)) if port and self.hv.pid(server_id) is not None else None
+
+    def _ready_check(self, state: dict[str, Any]) -> Callable[[], Awaitable[str | None]] | None:
+        """What "came up on its network" means for this boot (None: the console check of qemu.py): the
+        primary NIC's reserved lease taken (bridge), and when the image has sshd, its port answering."""
+        nics = [n for n in net.nics_of(state) if n.ip and n.network]
+        if not nics or self.net_mode == "none":
+            return None
+        primary, sshd = nics[0], bool(state.get("sshd"))
+        if self.net_mode == "bridge":
+            since = int((state.get("net_since") or {}).get(primary.network, 0))
+
+            async def ready() -> str | None:
+                if self.networks.acked(primary.network or "", primary.mac, since) is None:
+                    return f"DHCP lease of {primary.ip} taken by {primary.mac}"
+                if sshd and not await net.ssh_banner(primary.ip or "", 22, 2.0):
+                    return f"SSH answer from {primary.ip}:22"
+                return None
+            return ready
+        port = state.get("ssh_forward")
+        if not sshd or not port:
+            return None
+
+        async def forwarded() -> str | None:
+            if await net.ssh_banner("127.0.0.1", int(port), 2.0):
+                return None
+            return f"SSH answer on 127.0.0.1:{port} (forwarded to {primary.ip}:22)"
+        return forwarded
 
     # --- power ----------------------------------------------------------------------------------------
 
@@ -473,7 +608,7 @@ class LocalDriver:
         with self._timed("boot", server_id):
             try:
                 await self.hv.wait_up(server_id, handover=handover, marker=o.boot_marker, settle=o.boot_settle,
-                                      timeout=o.boot_timeout)
+                                      timeout=o.boot_timeout, ready=self._ready_check(state))
             except DriverError:
                 await self.hv.stop(server_id, hard=True)
                 self._set_running(server_id, False)
@@ -500,16 +635,47 @@ class LocalDriver:
             disks.append((found[0], found[1], vid, device_of[vid]))
         kit = await self.boot_kit()
         accel = await self.accel()
-        vcpus, memory_mb = self.machine_size(server_id, accel)
+        own, sshd = await self._guest_kernel(server_id, system)
+        nics, facts = await self._nic_args(server_id, state)
+        vcpus, memory_mb = self.machine_size(server_id)
         if self._start_lock is None:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
-            others = [s for s in self.running() if s != server_id]
-            if len(others) >= self.options.max_servers:
-                raise DriverError(f"this host runs at most {self.options.max_servers} servers at once")
-            await self.hv.launch(server_id, disks, kit, accel, vcpus, memory_mb)
-        state.update(running=True, up=None, handover=kit.handover)
+            used = self.memory_in_use(but=server_id)
+            if used + memory_mb > self.options.memory_budget_mb:
+                raise DriverError(f"this host's memory budget is {self.options.memory_budget_mb} MB; running servers "
+                                  f"have {used} MB, this one needs {memory_mb} MB")
+            await self.hv.launch(server_id, disks, kit, accel, vcpus, memory_mb, own, nics)
+        state.update(running=True, up=None, handover=None if own else kit.handover, memory_mb=memory_mb, vcpus=vcpus,
+                     sshd=sshd, kernel=own.append if own else None, **facts)
         self._save(server_id, state)
+
+    async def _guest_kernel(self, server_id: str, volume_id: str) -> tuple[OwnKernel | None, bool]:
+        """The image's own kernel and initramfs, copied out of the system disk into the server's directory,
+        with the command line to boot them (None: a whole-disk image without a kernel boots the driver's
+        kit); and whether the image has an SSH server (the boot check waits for it). partitions.py."""
+        sdir = self.layout.server_dir(server_id)
+        os.makedirs(sdir, mode=0o700, exist_ok=True)
+        kernel_path, initrd_path = os.path.join(sdir, "vmlinuz"), os.path.join(sdir, "initrd.img")
+        async with self.disks.raw_view(volume_id) as view:
+            def look() -> tuple[partitions.FileSystem, partitions.Kernel | None, bool]:
+                root = partitions.root_of(view)
+                found = partitions.kernel_of(view, root)
+                sshd = any(partitions.exists(root.spec(view), p) for p in ("/usr/sbin/sshd", "/sbin/sshd"))
+                if found is not None:
+                    partitions.dump(view, found.fs, found.kernel, kernel_path)
+                    partitions.dump(view, found.fs, found.initrd, initrd_path)
+                return root, found, sshd
+
+            with self._timed("read_kernel", server_id):
+                root, found, sshd = await asyncio.to_thread(look)
+        if found is None:
+            if root.number is not None:
+                raise DriverError("the image is partitioned but its root file system has no /boot/vmlinuz-* "
+                                  "with its initramfs: the local driver cannot boot it")
+            return None, sshd
+        append = f"root=UUID={root.uuid} ro console=tty0 console=ttyS0,115200 panic=-1"
+        return OwnKernel(kernel_path, initrd_path, append), sshd
 
     def _set_running(self, server_id: str, running: bool) -> None:
         if os.path.isdir(self.layout.server_dir(server_id)):
@@ -534,8 +700,11 @@ class LocalDriver:
         """Kill the server's QEMU and remove its directory (record, logs) and QMP socket. Idempotent."""
         check_id(server_id, "server id")
         with self._timed("destroy", server_id):
+            nics = net.nics_of(self._load_quietly(server_id))
             await self.hv.stop(server_id, hard=True)
             shutil.rmtree(self.layout.server_dir(server_id), ignore_errors=True)
+            for nic in nics:
+                await self._drop_nic(nic)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.layout.qmp_socket(server_id))
             self.layout.release_run()

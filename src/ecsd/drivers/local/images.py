@@ -11,9 +11,10 @@ What is refused, and why:
 * formats other than raw and qcow2 (``qemu-img info`` decides, never the file name);
 * qcow2 files with a backing file or an external data file (they would make QEMU read other host
   files);
-* anything whose first bytes are not an ext2/3/4 file system (``dumpe2fs -h``): key injection works
-  on ext file systems only, and the driver's initramfs mounts the whole disk as the root;
-* file systems without ``/sbin/init`` (the driver boots its own kernel, which runs the image's init).
+* anything without an ext2/3/4 root file system holding ``/sbin/init``, on the whole disk or in a
+  partition of an MBR or GPT table (partitions.py): key injection and the password work on ext file
+  systems only. A partitioned image boots its own kernel (``/boot/vmlinuz-*`` with its initramfs); a
+  whole-disk one its own kernel when it has one, else the driver's (boot.py).
 
 Stored files are immutable: every disk made from an image is an overlay naming the file by absolute
 path, so an image file is never replaced, moved or deleted while disks use it.
@@ -29,7 +30,7 @@ import time
 import uuid
 
 from ecsd.drivers.base import DiskSource, DriverError
-from ecsd.drivers.local import proc
+from ecsd.drivers.local import partitions, proc
 from ecsd.drivers.local.paths import check_id, check_store_name, inside
 
 FILE_KEY = "__ecsd_file"
@@ -42,23 +43,9 @@ def _info(path: str) -> dict:
     return json.loads(res.out)
 
 
-def _ext_features(path: str) -> list[str]:
-    res = proc.run_sync(["dumpe2fs", "-h", path], check=False, timeout=60)
-    m = re.search(r"^Filesystem features:\s*(.*)$", res.text, re.MULTILINE)
-    if res.rc != 0 or m is None:
-        raise DriverError("the image holds no ext2/3/4 file system on the whole disk (a partitioned disk or "
-                          "another file system cannot be used by the local driver)")
-    return m.group(1).split()
-
-
 def _debugfs_cat(path: str, name: str) -> bytes | None:
     res = proc.run_sync(["debugfs", "-R", f"cat {name}", path], timeout=60)
     return None if "not found" in res.error_text else res.out
-
-
-def _debugfs_exists(path: str, name: str) -> bool:
-    res = proc.run_sync(["debugfs", "-R", f"stat {name}", path], timeout=60)
-    return "not found" not in res.error_text and "Inode:" in res.text
 
 
 def inspect(path: str) -> dict:
@@ -108,10 +95,9 @@ def import_image(store_dir: str, file: str, *, name: str, os_type: str = "Linux"
             os.link(file, part)
         else:
             proc.run_sync(["cp", "--sparse=always", "--reflink=auto", file, part], timeout=3600)
-        _ext_features(part)
-        if not _debugfs_exists(part, "/sbin/init"):
-            raise DriverError("the image's file system has no /sbin/init")
-        release = _debugfs_cat(part, "/etc/os-release") or b""
+        root = partitions.root_of(part)            # DriverError: no ext root with /sbin/init
+        spec = root.spec(part)
+        release = _debugfs_cat(spec, "/etc/os-release") or _debugfs_cat(spec, "/usr/lib/os-release") or b""
         os.chmod(part, 0o444)
         os.replace(part, target)
     except BaseException:

@@ -14,8 +14,10 @@ Layout under the driver's root (``DATA_DIR/local``)::
     tmp/                           debugfs scratch files, FUSE mount points
     helpers/<pid>.<start>.json     one record per running helper process (helpers.py)
 
-QMP sockets live in a short private directory (``/tmp/ecsd-<uid>/<hash of root>/``), because a
-unix socket path must stay under 108 bytes and the root may be deep.
+QMP and VNC sockets live in a short private directory (``/tmp/ecsd-<uid>/<hash of root>/``), because a
+unix socket path must stay under 108 bytes and the root may be deep. The guest networks' dnsmasq
+files live in ``/tmp/ecsd-net-<uid>/<hash of root>/<bridge>/`` (network.py): derived from the
+servers' records, rebuilt at each start of a server.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class Layout:
         self.helpers = os.path.join(self.root, "helpers")
         digest = hashlib.sha256(self.root.encode()).hexdigest()[:12]
         self.run = run_dir or os.path.join(tempfile.gettempdir(), f"ecsd-{os.getuid()}", digest)
+        # The guest networks' dnsmasq files: readable by the unprivileged user dnsmasq becomes (network.py).
+        self.networks = os.path.join(tempfile.gettempdir(), f"ecsd-net-{os.getuid()}", digest)
 
     def ensure(self) -> None:
         private_dir(self.root)
@@ -104,6 +108,17 @@ class Layout:
         """The QMP socket directory, made when the first server starts."""
         private_dir(os.path.dirname(self.run))
         return private_dir(self.run)
+
+    def ensure_networks(self) -> str:
+        """The networks' directory: owned by this user, 0755 (dnsmasq re-reads its hosts file as nobody)."""
+        for d in (os.path.dirname(self.networks), self.networks):
+            os.makedirs(d, mode=0o755, exist_ok=True)
+            st = os.lstat(d)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                raise DriverError(f"{d} is not a directory owned by this user")
+            if st.st_mode & 0o777 != 0o755:
+                os.chmod(d, 0o755)
+        return self.networks
 
     def release_run(self) -> None:
         """Remove the socket directory once no socket is left in it."""
@@ -118,3 +133,6 @@ class Layout:
 
     def qmp_socket(self, server_id: str) -> str:
         return os.path.join(self.run, f"{check_id(server_id, 'server id')}.qmp")
+
+    def vnc_socket(self, server_id: str) -> str:
+        return os.path.join(self.run, f"{check_id(server_id, 'server id')}.vnc")

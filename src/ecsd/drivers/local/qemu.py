@@ -29,6 +29,8 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from ecsd.drivers.base import DriverError
 from ecsd.drivers.local import hotplug, proc
@@ -41,6 +43,17 @@ PANIC = b"Kernel panic - not syncing"
 PREVIOUS_CONSOLE = "console.prev.log"
 PIDFILE = "qemu.pid"
 ERRFILE = "qemu.err"
+NIC_BUS = "nics"
+KVM_CPU = "host"
+
+
+@dataclass(frozen=True)
+class OwnKernel:
+    """The image's own kernel and initramfs (copied out of its disk) and the command line to boot them."""
+
+    kernel: str
+    initrd: str
+    append: str
 
 
 # --- QMP --------------------------------------------------------------------------------------------------
@@ -151,22 +164,36 @@ class Hypervisor:
         return pid if _alive(pid, f"guest={self._name(server_id)}".encode()) else None
 
     def _cleanup_runtime(self, server_id: str) -> None:
-        for path in (self.layout.qmp_socket(server_id), self._file(server_id, PIDFILE)):
+        for path in (self.layout.qmp_socket(server_id), self.layout.vnc_socket(server_id),
+                     self._file(server_id, PIDFILE)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
     def argv(self, server_id: str, disks: list[tuple[str, str, str, str]], kit: BootKit, accel: str,
-             vcpus: int | None = None, memory_mb: int | None = None) -> list[str]:
+             vcpus: int | None = None, memory_mb: int | None = None, own: OwnKernel | None = None,
+             nics: list[list[str]] | None = None) -> list[str]:
         """The QEMU command line; ``disks`` are (path, format, volume id, device), the system disk first;
-        ``vcpus`` / ``memory_mb``: the server's flavor as the driver allows it (default: the driver's)."""
+        ``vcpus`` / ``memory_mb``: the server's flavor (default: the driver's); ``own``: the image's own
+        kernel, initramfs and command line instead of the driver's kit; ``nics``: the ``-netdev`` and
+        ``-device`` arguments of each NIC (network.py), on a PCI bridge of their own at slot 0x1f, in
+        order, so that they never take a disk's slot (hotplug.py)."""
         sdir = self.layout.server_dir(server_id)
         argv = [proc.tool("qemu-system-x86_64"), "-name", f"guest={self._name(server_id)}",
-                "-machine", f"pc,accel={accel}", "-smp", str((vcpus or self.vcpus) if accel == "kvm" else 1),
-                "-m", str(memory_mb or self.memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
-                "-nic", "none", "-kernel", kit.kernel, "-initrd", kit.initrd,
-                "-append", "console=ttyS0 root=/dev/vda rw panic=-1 quiet"]
+                "-machine", f"pc,accel={accel}", "-smp", str(vcpus or self.vcpus),
+                "-m", str(memory_mb or self.memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-vga", "std",
+                "-vnc", f"unix:{qemu_escape(self.layout.vnc_socket(server_id))}",
+                "-nic", "none"]
+        if own is not None:
+            argv += ["-kernel", own.kernel, "-initrd", own.initrd, "-append", own.append]
+        else:
+            argv += ["-kernel", kit.kernel, "-initrd", kit.initrd,
+                     "-append", "console=ttyS0 root=/dev/vda rw panic=-1 quiet"]
         if accel == "kvm":
-            argv += ["-cpu", "host"]
+            argv += ["-cpu", KVM_CPU]
+        if nics:
+            argv += ["-device", f"pci-bridge,id={NIC_BUS},chassis_nr=1,bus=pci.0,addr=0x1f"]
+            for args in nics:
+                argv += args
         for path, fmt, volume_id, device in disks:
             # Named after the volume, at a PCI slot of its device letter, as hot-plug names them
             # (hotplug.py): the guest sees vda, vdb, ... in letter order; the serial is the volume id
@@ -182,7 +209,8 @@ class Hypervisor:
         return argv
 
     async def launch(self, server_id: str, disks: list[tuple[str, str, str, str]], kit: BootKit, accel: str,
-                     vcpus: int | None = None, memory_mb: int | None = None) -> int:
+                     vcpus: int | None = None, memory_mb: int | None = None, own: OwnKernel | None = None,
+                     nics: list[list[str]] | None = None) -> int:
         """Start the server's QEMU; returns its pid once it runs (QEMU daemonizes after setting up)."""
         sdir = self.layout.server_dir(server_id)
         os.makedirs(sdir, mode=0o700, exist_ok=True)
@@ -194,7 +222,7 @@ class Hypervisor:
         errfile = os.path.join(sdir, ERRFILE)
         err = _open_write(errfile)
         try:
-            p = await asyncio.create_subprocess_exec(*self.argv(server_id, disks, kit, accel, vcpus, memory_mb),
+            p = await asyncio.create_subprocess_exec(*self.argv(server_id, disks, kit, accel, vcpus, memory_mb, own, nics),
                                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                                      stderr=err, start_new_session=True)
         finally:
@@ -250,7 +278,8 @@ class Hypervisor:
         self._cleanup_runtime(server_id)
 
     async def wait_up(self, server_id: str, *, handover: str | None, marker: str | None, settle: float,
-                      timeout: float) -> None:
+                      timeout: float, ready: Callable[[], Awaitable[str | None]] | None = None,
+                      waiting_for: str = "") -> None:
         """Return once the guest has come up; DriverError (and the caller kills it) if it does not.
 
         Came up: with ``marker``, the console shows it; without, the console shows ``handover`` (the
@@ -258,7 +287,9 @@ class Hypervisor:
         exits, or cannot be run, makes the kernel panic; with ``panic=-1`` and ``-no-reboot`` that
         ends QEMU at once, so an image that cannot start its init fails here. Fails at once when QEMU
         has ended or the console shows a kernel panic, and after ``timeout`` seconds at the latest.
-        Only the new part of the console is read on each poll (every 0.1 s).
+        Only the new part of the console is read on each poll (every 0.1 s). ``ready`` (no marker): came
+        up once it answers None (it answers what is still missing, polled every 0.5 s): the guest's
+        network (driver.py); ``waiting_for`` names it in the timeout's message.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -267,6 +298,7 @@ class Hypervisor:
         found: dict[str, float] = {k: loop.time() for k, v in wanted.items() if v is None}
         keep = max(len(v) for v in wanted.values() if v) - 1
         offset, tail = 0, b""
+        next_ready = loop.time()
         path = self.console(server_id)
         while True:
             chunk = _read_from(path, offset)
@@ -285,11 +317,19 @@ class Hypervisor:
             if marker is not None:
                 if "marker" in found:
                     return
+            elif ready is not None:
+                if now >= next_ready:
+                    missing = await ready()
+                    if missing is None:
+                        return
+                    waiting_for = missing
+                    next_ready = loop.time() + 0.5
             elif "handover" in found and now >= found["handover"] + settle:
                 return
             if now >= deadline:
-                what = f"the marker {marker!r}" if marker else "the hand-over to the image's init"
-                raise DriverError(f"the server did not come up within {timeout:.0f} s (no {what} on the console)")
+                what = (f"the marker {marker!r} on the console" if marker else waiting_for if ready is not None
+                        else "hand-over to the image's init on the console")
+                raise DriverError(f"the server did not come up within {timeout:.0f} s (no {what})")
             await asyncio.sleep(0.1)
 
     def panic_line(self, server_id: str) -> str:
@@ -328,7 +368,7 @@ async def probe_kvm(kit: BootKit, timeout: float = 20.0, helpers: Helpers | None
     With ``helpers`` the probe's QEMU is a recorded helper (a crash of ecsd cannot leave it running)."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False
-    argv = ["qemu-system-x86_64", "-machine", "pc,accel=kvm", "-cpu", "host", "-smp", "1", "-m", "128",
+    argv = ["qemu-system-x86_64", "-machine", "pc,accel=kvm", "-cpu", KVM_CPU, "-smp", "1", "-m", "128",
             "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-nic", "none",
             "-kernel", kit.kernel, "-initrd", kit.initrd, "-append", "console=ttyS0 ecsd.probe quiet panic=-1",
             "-serial", "stdio", "-no-reboot"]
