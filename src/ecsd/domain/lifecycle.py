@@ -411,7 +411,8 @@ def _accept_create(conn: Connection, ident: Identity, spec: ServerSpec, driver: 
                server_id=server_id, parent_id=parent_id, params={
                    "disks": disks, "image": {k: image[k] for k in ("id", "disk_format", "min_disk", "properties")},
                    "public_key": public_key, "admin_pass": sealed_pass, "user_data": user_data,
-                   "nics": [nics.driver_nic(a) for items in addresses.values() for a in items]})
+                   "nics": [nics.driver_nic(a) for items in addresses.values() for a in items],
+                   "flavor": {"vcpus": flavor["vcpus"], "ram": flavor["ram"]}})
         server_ids.append(server_id)
     server_groups.place(conn, ident.project_id, spec.group, server_ids)     # Ecs.0313 / Ecs.0022
     return parent_id, server_ids
@@ -443,7 +444,10 @@ async def inject_act(ctx: JobContext) -> None:
 async def attach_act(ctx: JobContext) -> None:
     for d in ctx.params["disks"]:
         await driver_call(ctx.driver.attach(ctx.server_id, d["id"], d["device"]), "Ecs.0205")
-    for nic in ctx.params.get("nics", ()):        # jobs accepted before NICs reached the driver have none
+    flavor = ctx.params.get("flavor")          # jobs accepted before flavors reached the driver have none
+    if flavor:
+        await driver_call(ctx.driver.set_flavor(ctx.server_id, flavor["vcpus"], flavor["ram"]), "Ecs.0205")
+    for nic in ctx.params.get("nics", ()):        # the same for NICs
         await driver_call(ctx.driver.plug_nic(ctx.server_id, nic["port"], nic["mac"], nic["addr"],
                                               nics.driver_network(ctx.project_id, nic["subnet"])), "Ecs.0205")
 

@@ -128,10 +128,6 @@ def check_host(options: LocalOptions) -> list[str]:
     problems = [f"{t} is missing" for t in TOOLS if proc.which(t) is None]
     if options.disk_format == "qcow2" and not fuse_usable():
         problems.append("qcow2 disks need qemu-storage-daemon, /dev/fuse and root (or use ECSD_LOCAL_DISK_FORMAT=raw)")
-    if (options.kernel is None and options.kernel_deb is None and boot.find_kernel_package() is None
-            and boot.installed_kernel() is None):
-        problems.append("no kernel: set ECSD_LOCAL_KERNEL_DEB to a Debian linux-image .deb "
-                        "(or ECSD_LOCAL_KERNEL and ECSD_LOCAL_INITRD)")
     if options.kernel is not None and not (os.path.isfile(options.kernel) and os.path.isfile(options.initrd or "")):
         problems.append("ECSD_LOCAL_KERNEL / ECSD_LOCAL_INITRD do not name files")
     return problems
@@ -166,6 +162,10 @@ def make_local_driver(settings: Any) -> LocalDriver:
     problems = check_host(options)
     if problems:
         raise SystemExit("the local driver cannot run on this host: " + "; ".join(problems))
+    if (options.kernel is None and options.kernel_deb is None and boot.find_kernel_package() is None
+            and boot.installed_kernel() is None):
+        log.warning("local driver: no kernel of its own (ECSD_LOCAL_KERNEL_DEB): only images that carry their "
+                    "own kernel (partitioned cloud images, ecsd images build-demo) can boot, under TCG")
     return LocalDriver(os.path.join(settings.data_dir, "local"), options)
 
 
@@ -564,7 +564,11 @@ class LocalDriver:
         return self._accel
 
     async def _probed_accel(self) -> str:
-        kit = await self.boot_kit()
+        try:
+            kit = await self.boot_kit()
+        except DriverError as exc:
+            log.warning("local driver: no kernel to probe KVM with (%s); servers run under TCG", exc)
+            return "tcg"
         key = f"{os.uname().release} {kit.release}"
         memo = os.path.join(self.layout.boot, "accel.json")
         known = _read_json(memo)
@@ -633,9 +637,9 @@ class LocalDriver:
             if found is None:
                 raise DriverError(f"disk {vid} of server {server_id} does not exist")
             disks.append((found[0], found[1], vid, device_of[vid]))
-        kit = await self.boot_kit()
-        accel = await self.accel()
         own, sshd = await self._guest_kernel(server_id, system)
+        kit = await self.boot_kit() if own is None else None      # the driver's kernel: whole-disk images only
+        accel = await self.accel()
         nics, facts = await self._nic_args(server_id, state)
         vcpus, memory_mb = self.machine_size(server_id)
         if self._start_lock is None:
@@ -646,7 +650,7 @@ class LocalDriver:
                 raise DriverError(f"this host's memory budget is {self.options.memory_budget_mb} MB; running servers "
                                   f"have {used} MB, this one needs {memory_mb} MB")
             await self.hv.launch(server_id, disks, kit, accel, vcpus, memory_mb, own, nics)
-        state.update(running=True, up=None, handover=None if own else kit.handover, memory_mb=memory_mb, vcpus=vcpus,
+        state.update(running=True, up=None, handover=kit.handover if kit else None, memory_mb=memory_mb, vcpus=vcpus,
                      sshd=sshd, kernel=own.append if own else None, **facts)
         self._save(server_id, state)
 

@@ -283,10 +283,14 @@ class Networks:
         tap = tap_name(nic.port)
         if not await self._exists(tap):
             await self._ip("tuntap", "add", "dev", tap, "mode", "tap")
-        await self._ip("link", "set", tap, "master", bridge, "up")
+        await self.attach(tap, nic, bridge)
+        return tap
+
+    async def attach(self, ifname: str, nic: Nic, bridge: str) -> None:
+        """Put the host end of a NIC (its TAP device) on ``bridge``, up, with the host route to its address."""
+        await self._ip("link", "set", ifname, "master", bridge, "up")
         if nic.ip:
             await self._ip("route", "replace", f"{nic.ip}/32", "dev", bridge, "src", str(GATEWAY))
-        return tap
 
     async def unplug_tap(self, nic: Nic) -> None:
         """Remove the NIC's TAP device and host route. Idempotent."""

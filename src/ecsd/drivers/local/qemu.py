@@ -169,7 +169,7 @@ class Hypervisor:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
-    def argv(self, server_id: str, disks: list[tuple[str, str, str, str]], kit: BootKit, accel: str,
+    def argv(self, server_id: str, disks: list[tuple[str, str, str, str]], kit: BootKit | None, accel: str,
              vcpus: int | None = None, memory_mb: int | None = None, own: OwnKernel | None = None,
              nics: list[list[str]] | None = None) -> list[str]:
         """The QEMU command line; ``disks`` are (path, format, volume id, device), the system disk first;
@@ -185,7 +185,7 @@ class Hypervisor:
                 "-nic", "none"]
         if own is not None:
             argv += ["-kernel", own.kernel, "-initrd", own.initrd, "-append", own.append]
-        else:
+        elif kit is not None:
             argv += ["-kernel", kit.kernel, "-initrd", kit.initrd,
                      "-append", "console=ttyS0 root=/dev/vda rw panic=-1 quiet"]
         if accel == "kvm":
@@ -205,10 +205,12 @@ class Hypervisor:
                  "-serial", "chardev:console0",
                  "-chardev", f"socket,id=qmp0,path={qmp_path},server=on,wait=off",
                  "-mon", "chardev=qmp0,mode=control",
+                 # entropy for the guest from the start (first-boot SSH host keys wait for it otherwise)
+                 "-device", "virtio-rng-pci",
                  "-no-reboot", "-pidfile", os.path.join(sdir, PIDFILE), "-daemonize"]
         return argv
 
-    async def launch(self, server_id: str, disks: list[tuple[str, str, str, str]], kit: BootKit, accel: str,
+    async def launch(self, server_id: str, disks: list[tuple[str, str, str, str]], kit: BootKit | None, accel: str,
                      vcpus: int | None = None, memory_mb: int | None = None, own: OwnKernel | None = None,
                      nics: list[list[str]] | None = None) -> int:
         """Start the server's QEMU; returns its pid once it runs (QEMU daemonizes after setting up)."""
