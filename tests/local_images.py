@@ -48,7 +48,8 @@ acpid -c /etc/acpi -l /var/log/acpid.log -p /run/acpid.pid || echo "acpid did no
 ifconfig lo up
 # The first NIC takes its fixed IP by DHCP (the driver's boot check waits for that lease).
 if [ -e /sys/class/net/eth0 ]; then
-  (udhcpc -i eth0 -t 30 -T 1 -A 1 -n -q -s /etc/udhcpc.script >/dev/null 2>&1 &)
+  (udhcpc -i eth0 -t 30 -T 1 -A 1 -n -q -s /etc/udhcpc.script >/dev/null 2>&1;
+   echo "ecsd-test-os: eth0 $(ifconfig eth0 | grep -o 'inet addr:[0-9.]*')" &)
 fi
 echo "ECS-BOOT-MARKER begin os=$ID"
 cat /etc/os-release

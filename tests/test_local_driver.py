@@ -76,6 +76,11 @@ def read_text(path: str) -> str:
         return fh.read()
 
 
+def cmdline(driver: LocalDriver, sid: str) -> list[str]:
+    with open(f"/proc/{driver.hv.pid(sid)}/cmdline", "rb") as fh:
+        return fh.read().decode().split("\0")
+
+
 def read_back(driver: LocalDriver, vid: str, path: str) -> str:
     async def go():
         async with driver.disks.raw_view(vid) as view:
@@ -264,6 +269,32 @@ def test_limits(driver):
     with pytest.raises(DriverError, match="memory budget is 512 MB; running servers have 400 MB, this one needs 300"):
         run(driver.start(sid, vid))
     assert driver.hv.pid(sid) is None
+
+
+def test_user_mode_network_hands_out_the_fixed_ip_and_forwards_ssh(tmp_path, os_files, kit):
+    """Without bridges: QEMU's user-mode network gives the guest the API's fixed IP by DHCP, and the
+    server's SSH is forwarded from a port on 127.0.0.1 that stays the server's (its metadata shows it)."""
+    d = LocalDriver(str(tmp_path / "local"), LocalOptions(
+        accel="tcg", disk_format="raw", kernel=kit.kernel, initrd=kit.initrd, network="user", boot_timeout=90,
+        boot_marker="ecsd-test-os: eth0 inet addr:192.168.77.9"))      # the guest says which address it got
+    image = import_image(d.layout.images, os_files["A"], name="A")
+    sid, vid, port = new_id(), new_id(), new_id()
+    try:
+        run(d.create_disk(vid, source(image), 1))
+        run(d.attach(sid, vid, "/dev/vda"))
+        run(d.plug_nic(sid, port, "fa:16:3e:77:00:09", "192.168.77.9", "project/subnet"))
+        forward = d.forwarded_ssh(sid)
+        assert forward is not None and forward.startswith("127.0.0.1:")
+        run(d.start(sid))
+        argv = cmdline(d, sid)
+        netdev = argv[argv.index("-netdev") + 1]
+        assert "dhcpstart=192.168.77.9" in netdev and f"hostfwd=tcp:{forward}-192.168.77.9:22" in netdev
+        assert "mac=fa:16:3e:77:00:09" in argv[argv.index("-netdev") + 3]
+        run(d.stop(sid, hard=True))
+        run(d.start(sid))
+        assert d.forwarded_ssh(sid) == forward                     # the same port at the next start
+    finally:
+        run(d.destroy(sid))
 
 
 def test_dead_servers_are_reported(driver):

@@ -52,9 +52,9 @@ def cmdline(driver: LocalDriver, sid: str) -> list[str]:
         return fh.read().decode().split("\0")
 
 
-def driver_ok(driver: LocalDriver, sid: str, volume_id: str) -> bool:
-    """QEMU says the guest's virtio driver has set the device up (the guest sees the disk)."""
-    path = f"/machine/peripheral/{hotplug.device_id(volume_id)}/virtio-backend"
+def driver_ok(driver: LocalDriver, sid: str, volume_id: str, path: str | None = None) -> bool:
+    """QEMU says the guest's virtio driver has set the device up (the guest sees the disk, or ``path``)."""
+    path = path or f"/machine/peripheral/{hotplug.device_id(volume_id)}/virtio-backend"
     try:
         status = run(qmp(driver.layout.qmp_socket(sid), "x-query-virtio-status", {"path": path}, 15.0))
     except DriverError:            # a slow answer on a busy host: ask again
@@ -148,3 +148,37 @@ def test_attach_and_detach_jobs_hot_plug_a_running_server(local_settings, creds,
         assert hotplug.node_name(data) in run(driver.plugged(sid))
         assert driver._load(sid)["disks"]["/dev/vdc"] == data and driver.hv.pid(sid) == pid
         assert api.server(sid)["status"] == "ACTIVE"
+
+
+def test_a_nic_is_hot_plugged_and_unplugged(driver):
+    """A NIC added to a running server (addNics) appears in its machine at once with the API's MAC, its
+    network's reserved lease and TAP device with it, and leaves again on deleteNics."""
+    from ecsd.drivers.local import network as net
+
+    if driver.net_mode == "none":
+        pytest.skip("networks are off")
+    sid, _system = booted_server(driver)
+    port = new_id()
+    nic = net.Nic(port, "fa:16:3e:12:34:56", "192.168.99.7", "project/subnet")
+    run(driver.plug_nic(sid, port, nic.mac, nic.ip, nic.network))
+    devices = run(hotplug.devices(driver.layout.qmp_socket(sid)))
+    assert nic.device_id in devices
+    info = run(qmp(driver.layout.qmp_socket(sid), "human-monitor-command", {"command-line": "info network"}))
+    assert f"macaddr={nic.mac}" in info
+    deadline = time.monotonic() + 60
+    while not driver_ok(driver, sid, "", path=f"/machine/peripheral/{nic.device_id}/virtio-backend"):
+        assert time.monotonic() < deadline, "the guest never set the hot-plugged NIC up"
+        time.sleep(0.5)
+    run(driver.plug_nic(sid, port, nic.mac, nic.ip, nic.network))            # again: a no-op
+    if driver.net_mode == "bridge":
+        assert net.tap_name(port) in run(driver.networks._ip("-br", "link")).text
+        with open(f"{driver.networks.root}/{net.bridge_name(nic.network)}/hosts") as fh:
+            assert f"{nic.mac},{nic.ip},infinite" in fh.read()
+
+    run(driver.unplug_nic(sid, port))
+    assert nic.device_id not in run(hotplug.devices(driver.layout.qmp_socket(sid)))
+    assert port not in driver._load(sid).get("nics", {})
+    if driver.net_mode == "bridge":
+        assert net.tap_name(port) not in run(driver.networks._ip("-br", "link")).text
+        assert nic.network not in driver.networks.known()          # its last NIC: the network went too
+    run(driver.unplug_nic(sid, port))                                         # again: a no-op

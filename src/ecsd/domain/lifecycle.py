@@ -453,6 +453,12 @@ async def attach_act(ctx: JobContext) -> None:
 
 
 def attach_record(conn: Connection, ctx: JobContext) -> None:
+    forwarded = getattr(ctx.driver, "forwarded_ssh", None)       # the local driver's user-mode networking
+    address = forwarded(ctx.server_id) if forwarded else None
+    if address:
+        metadata = {**(srv.load_by_id(conn, ctx.server_id)["metadata"] or {}), "ecsd_ssh_forward": address}
+        srv.update_owned(conn, ctx.server_id, ctx.job_id, task_state=st.SPAWNING, metadata=metadata)
+        return
     srv.update_owned(conn, ctx.server_id, ctx.job_id, task_state=st.SPAWNING)
 
 

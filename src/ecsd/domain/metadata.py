@@ -35,6 +35,7 @@ from ecsd.store.schema import servers
 SYSTEM_KEYS = frozenset({
     "charging_mode", "vpc_id", "EcmResStatus", "metering.resourcespeccode", "metering.resourcetype",
     "image_name", "os_type", "os_bit", "metering.image_id", "metering.imagetype", "virtual_env_type", "BYOL",
+    "ecsd_ssh_forward",     # the local driver in user-mode networking: 127.0.0.1:<port> of the server's SSH
 })
 MAX_PAIRS = 128      # Nova's default metadata_items quota
 _KEY = re.compile(r"[A-Za-z0-9\-_:.]{1,255}")

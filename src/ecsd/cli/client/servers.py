@@ -96,6 +96,9 @@ def show_server(srv: dict[str, Any]) -> None:
         ("flavor", f"{flavor.get('name')} ({flavor.get('vcpus')} vCPU, {flavor.get('ram')} MB)"),
         ("image", f"{image_label(srv)} ({(srv.get('image') or {}).get('id')})"),
         ("key pair", srv.get("key_name")), ("addresses", ", ".join(a for a in addresses if a)),
+        # the local driver without bridges: where the server's SSH is forwarded on the host
+        *([("ssh", (srv.get("metadata") or {})["ecsd_ssh_forward"])]
+          if (srv.get("metadata") or {}).get("ecsd_ssh_forward") else []),
         ("volumes", ", ".join(volumes)), ("zone", srv.get("OS-EXT-AZ:availability_zone")),
         ("created", srv.get("created")), ("updated", srv.get("updated")),
         *([("fault", f"{fault.get('code')}: {fault.get('message')}")] if fault else []),

@@ -10,17 +10,19 @@ inject          key pair / password / user data into the disk's ext4 (debugfs on
 attach/detach   record the disk at a device in ``servers/<id>/server.json``; a running server gets it
                 hot-plugged (QMP ``blockdev-add`` + ``device_add``) or unplugged (``device_del``, wait
                 until the guest let it go, ``blockdev-del``): hotplug.py
-set_flavor      record vCPUs and RAM in server.json: the next start uses them (within the host's limits)
-plug/unplug_nic record the NIC (port id, MAC) in server.json; servers have no guest network yet
-start           boot a QEMU process from the attached disks with the driver's kernel and initramfs,
-                and return once the guest has come up (else kill it and fail)
+set_flavor      record vCPUs and RAM in server.json: the next start uses them (admission: memory budget)
+plug/unplug_nic record the NIC (port id, MAC, fixed IP, network, PCI slot) in server.json; a running
+                server gets it hot-plugged or unplugged: server_nics.py, network.py
+start           boot a QEMU process from the attached disks with the image's own kernel (partitions.py)
+                or the driver's kernel and initramfs, on the server's networks, and return once the
+                guest has come up: on its network, or its console (else kill it and fail)
 stop            ACPI power-down, ``quit`` after the grace period (``hard``: at once)
 reboot          stop, then start with the same disks
 destroy         stop hard, remove the server's directory, socket, logs
 ==============  ==================================================================================
 
-Limits (:class:`LocalOptions`, from ``ECSD_LOCAL_*``): memory per server, vCPUs (1 under TCG), the
-number of servers running at once, the largest disk, the boot check's bounds. See docs/drivers.md.
+Limits (:class:`LocalOptions`, from ``ECSD_LOCAL_*``): the memory budget of the running servers, the
+largest disk, the network mode, the boot check's bounds. See docs/drivers.md.
 
 After a crash, :meth:`LocalDriver.recover` (run at start-up, before jobs resume) ends the helper
 processes a killed ecsd left behind (helpers.py); servers keep running.
@@ -35,7 +37,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -46,7 +48,8 @@ from ecsd.drivers.local import network as net
 from ecsd.drivers.local.disks import DiskStore, fuse_usable
 from ecsd.drivers.local.helpers import Helpers, start_time
 from ecsd.drivers.local.paths import Layout, check_device, check_id
-from ecsd.drivers.local.qemu import NIC_BUS, Hypervisor, OwnKernel, probe_kvm
+from ecsd.drivers.local.qemu import Hypervisor, OwnKernel, probe_kvm
+from ecsd.drivers.local.server_nics import ServerNics
 
 log = logging.getLogger("ecsd.driver.local")
 
@@ -169,7 +172,7 @@ def make_local_driver(settings: Any) -> LocalDriver:
     return LocalDriver(os.path.join(settings.data_dir, "local"), options)
 
 
-class LocalDriver:
+class LocalDriver(ServerNics):
     name = "local"
     # Only images imported into this host's image store (``ecsd images import``) have a file to boot.
     boot_property = images.FILE_KEY
@@ -224,19 +227,6 @@ class LocalDriver:
                             "left by a previous ecsd", reaped, swept)
             await self._repair_networks()
             self._recovered = True
-
-    async def _repair_networks(self) -> None:
-        """The networks of the running servers as their records say (a dnsmasq that died, a bridge
-        somebody deleted); those of stopped servers come back at their next start."""
-        if self.net_mode != "bridge":
-            return
-        wanted = {n.network for sid in self.running() for n in net.nics_of(self._load_quietly(sid)) if n.ip and n.network}
-        for network in sorted(w for w in wanted if w):
-            try:
-                self.layout.ensure_networks()
-                await self.networks.ensure(network, self._nics_on(network))
-            except DriverError as exc:
-                log.warning("local driver: cannot rebuild network %s: %s", network, exc)
 
     async def _pause(self, point: str) -> None:
         """Tests only (ECSD_LOCAL_TEST_PAUSE=<point>, unset by default): at ``point`` write its name to
@@ -416,114 +406,6 @@ class LocalDriver:
         if state.get("flavor") != {"vcpus": vcpus, "ram_mb": ram_mb}:
             state["flavor"] = {"vcpus": vcpus, "ram_mb": ram_mb}
             self._save(server_id, state)
-
-    async def plug_nic(self, server_id: str, port_id: str, mac: str, ip: str | None = None,
-                       network: str | None = None) -> None:
-        """Record the NIC (MAC, fixed IP, network: the project and subnet, network.py). A running server
-        gets it at its next start (no NIC hot-plug); its network learns the reserved lease now."""
-        check_id(server_id, "server id")
-        check_id(port_id, "port id")
-        net.check_nic(mac, ip, network)
-        state = self._load(server_id)
-        nics = state.setdefault("nics", {})
-        value = {"mac": mac, "ip": ip, "network": network}
-        if nics.get(port_id) != value:
-            nics[port_id] = value
-            self._save(server_id, state)
-
-    async def unplug_nic(self, server_id: str, port_id: str) -> None:
-        """Forget the NIC; its TAP device goes now unless the server runs (then at its next start)."""
-        check_id(server_id, "server id")
-        check_id(port_id, "port id")
-        state = self._load(server_id)
-        gone = [n for n in net.nics_of(state) if n.port == port_id]
-        if port_id in state.get("nics", {}):
-            del state["nics"][port_id]
-            self._save(server_id, state)
-        if self.hv.pid(server_id) is None:
-            for nic in gone:
-                await self._drop_nic(nic)
-
-    async def _drop_nic(self, nic: net.Nic) -> None:
-        if self.net_mode != "bridge":
-            return
-        await self.networks.unplug_tap(nic)
-        if nic.network:
-            await self._refresh_network(nic.network)
-
-    def _nics_on(self, network: str) -> list[net.Nic]:
-        """Every recorded NIC of every server on ``network``."""
-        return [n for sid in self._server_ids() for n in net.nics_of(self._load_quietly(sid)) if n.network == network]
-
-    async def _refresh_network(self, network: str) -> None:
-        """The network's reserved leases as the records say; the network goes with its last NIC."""
-        hosts = self._nics_on(network)
-        if not hosts:
-            await self.networks.remove(network)
-        elif network in self.networks.known():
-            await self.networks.ensure(network, hosts)
-
-    async def _nic_args(self, server_id: str, state: dict[str, Any]) -> tuple[list[list[str]], dict[str, Any]]:
-        """The ``-netdev``/``-device`` arguments of the server's NICs and what the boot check needs
-        (where each network's dnsmasq log stood, the forwarded SSH port): network.py."""
-        args: list[list[str]] = []
-        facts: dict[str, Any] = {"net_since": {}, "ssh_forward": None}
-        if self.net_mode == "none":
-            return args, facts
-        for i, nic in enumerate(n for n in net.nics_of(state) if n.ip and n.network):
-            device = f"virtio-net-pci,netdev=net{i},mac={nic.mac},bus={NIC_BUS},addr={i + 1:#x}"
-            if self.net_mode == "bridge":
-                self.layout.ensure_networks()
-                bridge = await self.networks.ensure(nic.network, self._nics_on(nic.network))
-                tap = await self.networks.plug_tap(nic, bridge)
-                facts["net_since"].setdefault(nic.network, self.networks.log_size(nic.network))
-                args.append(["-netdev", f"tap,id=net{i},ifname={tap},script=no,downscript=no", "-device", device])
-            else:
-                netdev = f"user,id=net{i},net={net.RANGE},host={net.GATEWAY},dhcpstart={nic.ip},ipv6=off"
-                if i == 0:
-                    facts["ssh_forward"] = net.free_port()
-                    netdev += f",hostfwd=tcp:127.0.0.1:{facts['ssh_forward']}-{nic.ip}:22"
-                args.append(["-netdev", netdev, "-device", device])
-        return args, facts
-
-    def ssh_address(self, server_id: str) -> tuple[str, int] | None:
-        """Where SSH of the server's primary NIC is reached from this host: its fixed IP, port 22 (bridge),
-        or the forwarded port on 127.0.0.1 (user mode); None without a network."""
-        state = self._load_quietly(check_id(server_id, "server id"))
-        nics = [n for n in net.nics_of(state) if n.ip]
-        if not nics or self.net_mode == "none":
-            return None
-        if self.net_mode == "bridge":
-            return nics[0].ip or "", 22
-        port = state.get("ssh_forward")
-        return ("127.0.0.1", int(port)) if port and self.hv.pid(server_id) is not None else None
-
-    def _ready_check(self, state: dict[str, Any]) -> Callable[[], Awaitable[str | None]] | None:
-        """What "came up on its network" means for this boot (None: the console check of qemu.py): the
-        primary NIC's reserved lease taken (bridge), and when the image has sshd, its port answering."""
-        nics = [n for n in net.nics_of(state) if n.ip and n.network]
-        if not nics or self.net_mode == "none":
-            return None
-        primary, sshd = nics[0], bool(state.get("sshd"))
-        if self.net_mode == "bridge":
-            since = int((state.get("net_since") or {}).get(primary.network, 0))
-
-            async def ready() -> str | None:
-                if self.networks.acked(primary.network or "", primary.mac, since) is None:
-                    return f"DHCP lease of {primary.ip} taken by {primary.mac}"
-                if sshd and not await net.ssh_banner(primary.ip or "", 22, 2.0):
-                    return f"SSH answer from {primary.ip}:22"
-                return None
-            return ready
-        port = state.get("ssh_forward")
-        if not sshd or not port:
-            return None
-
-        async def forwarded() -> str | None:
-            if await net.ssh_banner("127.0.0.1", int(port), 2.0):
-                return None
-            return f"SSH answer on 127.0.0.1:{port} (forwarded to {primary.ip}:22)"
-        return forwarded
 
     # --- power ----------------------------------------------------------------------------------------
 

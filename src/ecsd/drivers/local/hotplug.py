@@ -60,6 +60,11 @@ def device_arg(volume_id: str, device: str) -> str:
             f"serial={volume_id[:20]},bus=pci.0,addr={pci_slot(device)}")
 
 
+async def devices(sock: str) -> set[str]:
+    """The ids of the devices given to the running QEMU behind ``sock`` (command line and hot-plugged)."""
+    return await _devices(sock)
+
+
 async def _devices(sock: str) -> set[str]:
     children = await qemu.qmp(sock, "qom-list", {"path": "/machine/peripheral"}, QMP_TIMEOUT)
     return {c["name"] for c in children if c.get("type", "").startswith("child<")}

@@ -23,9 +23,10 @@ they are there):
   (``-netdev tap,ifname=...,script=no``) and the guest sees a virtio NIC with the MAC the API reports.
 
 **user** (no privileges needed): QEMU's own user-mode network per NIC, whose DHCP hands out the
-NIC's fixed IP (``dhcpstart``), and a forward of a free port on 127.0.0.1 to the primary NIC's port
-22 (shown by ``ecsd images servers`` and in the server's console-independent state, ``server.json``).
-Servers cannot reach each other and the host reaches them only through the forward.
+NIC's fixed IP (``dhcpstart``), and a forward of a port on 127.0.0.1 to the primary NIC's port 22,
+chosen when the NIC is plugged and kept for the server's life (``server.json``; the server's
+metadata ``ecsd_ssh_forward`` and ``ecsd server show`` show it). Servers cannot reach each other and
+the host reaches them only through the forward.
 
 **none**: servers have no NIC (what the driver did before): the API still shows the addresses.
 
@@ -125,6 +126,16 @@ def _write(path: str, text: str) -> None:
         fh.write(text)
 
 
+def port_free(port: int) -> bool:
+    """Whether TCP ``port`` on 127.0.0.1 can be bound now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", int(port)))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now (the kernel's choice)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -138,17 +149,43 @@ class Nic:
     mac: str
     ip: str | None
     network: str | None
+    slot: int | None = None          # its PCI slot on the machine's NIC bus (qemu.NIC_BUS), 1-31
+
+    @property
+    def netdev_id(self) -> str:
+        return f"net{_digest(self.port)}"
+
+    @property
+    def device_id(self) -> str:
+        return f"nic{_digest(self.port)}"
+
+
+MAX_SLOT = 31
 
 
 def nics_of(state: dict) -> list[Nic]:
-    """The NICs recorded in a server's state, in the order they were plugged (the primary first)."""
+    """The NICs recorded in a server's state, in the order they were plugged (the primary first); a NIC
+    recorded without a slot gets the first one free, in that order."""
     out = []
     for port, value in (state.get("nics") or {}).items():
         if isinstance(value, str):                       # recorded before NICs had addresses
             out.append(Nic(port, value, None, None))
         elif isinstance(value, dict):
-            out.append(Nic(port, value.get("mac", ""), value.get("ip"), value.get("network")))
-    return out
+            slot = value.get("slot")
+            out.append(Nic(port, value.get("mac", ""), value.get("ip"), value.get("network"),
+                           slot if isinstance(slot, int) and 1 <= slot <= MAX_SLOT else None))
+    used = {n.slot for n in out if n.slot}
+    free = (s for s in range(1, MAX_SLOT + 1) if s not in used)
+    return [n if n.slot else Nic(n.port, n.mac, n.ip, n.network, next(free, None)) for n in out]
+
+
+def free_slot(state: dict) -> int:
+    """The PCI slot a new NIC of this server gets (DriverError when all are taken)."""
+    used = {n.slot for n in nics_of(state)}
+    for slot in range(1, MAX_SLOT + 1):
+        if slot not in used:
+            return slot
+    raise DriverError(f"the server has {MAX_SLOT} NICs: no PCI slot is left for another")
 
 
 class Networks:

@@ -175,8 +175,9 @@ class Hypervisor:
         """The QEMU command line; ``disks`` are (path, format, volume id, device), the system disk first;
         ``vcpus`` / ``memory_mb``: the server's flavor (default: the driver's); ``own``: the image's own
         kernel, initramfs and command line instead of the driver's kit; ``nics``: the ``-netdev`` and
-        ``-device`` arguments of each NIC (network.py), on a PCI bridge of their own at slot 0x1f, in
-        order, so that they never take a disk's slot (hotplug.py)."""
+        ``-device`` arguments of each NIC (network.py), on a PCI bridge of their own at slot 0x1f, so
+        that they never take a disk's slot (hotplug.py); ``[]``: the bridge alone (NICs hot-plugged later);
+        None: no NIC bus at all (``ECSD_LOCAL_NETWORK=none``)."""
         sdir = self.layout.server_dir(server_id)
         argv = [proc.tool("qemu-system-x86_64"), "-name", f"guest={self._name(server_id)}",
                 "-machine", f"pc,accel={accel}", "-smp", str(vcpus or self.vcpus),
@@ -190,7 +191,7 @@ class Hypervisor:
                      "-append", "console=ttyS0 root=/dev/vda rw panic=-1 quiet"]
         if accel == "kvm":
             argv += ["-cpu", KVM_CPU]
-        if nics:
+        if nics is not None:             # the bus is there with no NIC too: NICs can be hot-plugged onto it
             argv += ["-device", f"pci-bridge,id={NIC_BUS},chassis_nr=1,bus=pci.0,addr=0x1f"]
             for args in nics:
                 argv += args
