@@ -92,12 +92,15 @@ def test_networks_hand_out_fixed_ips_connect_their_guests_and_isolate_projects(g
     a2 = net.Nic(str(uuid.uuid4()), "fa:16:3e:aa:00:02", "192.168.40.12", net_a)
     b1 = net.Nic(str(uuid.uuid4()), "fa:16:3e:bb:00:01", "192.168.40.13", net_b)
 
+    left = net.Nic(str(uuid.uuid4()), "fa:16:3e:aa:00:03", "192.168.40.14", net_a)    # a TAP a crash left
+
     async def build() -> dict[str, str]:
         ends = {}
         for nic in (a1, a2, b1):
             bridge = await networks.ensure(nic.network, [n for n in (a1, a2, b1) if n.network == nic.network])
             ends[nic.mac] = guests(nic)
             await networks.attach(ends[nic.mac], nic, bridge)
+        await networks.plug_tap(left, net.bridge_name(net_a))
         return ends
 
     forwarding = "/proc/sys/net/ipv4/ip_forward"
@@ -132,6 +135,8 @@ def test_networks_hand_out_fixed_ips_connect_their_guests_and_isolate_projects(g
         asyncio.run(remove())
     links = sh("ip", "-br", "link").stdout
     assert net.bridge_name(net_a) not in links and net.bridge_name(net_b) not in links
+    assert net.tap_name(left.port) not in links                 # removing a network ends its TAP devices
+    assert f"{left.ip} " not in sh("ip", "route").stdout
     assert net.bridge_name(net_a) not in sh("ip", "rule").stdout
     assert networks.known() == []
     assert os.listdir(root) == []

@@ -583,14 +583,20 @@ class LocalDriver(ServerNics):
         await self.start(server_id)
 
     async def destroy(self, server_id: str) -> None:
-        """Kill the server's QEMU and remove its directory (record, logs) and QMP socket. Idempotent."""
+        """Kill the server's QEMU, remove its TAP devices, its directory (record, logs) and QMP socket,
+        then its leases (and a network it was the last on). Idempotent; what a crash in between leaves
+        (a lease, a network nobody uses) is settled by the next change of that network or at start-up."""
         check_id(server_id, "server id")
         with self._timed("destroy", server_id):
             nics = net.nics_of(self._load_quietly(server_id))
             await self.hv.stop(server_id, hard=True)
+            if self.net_mode == "bridge":
+                for nic in nics:
+                    await self.networks.unplug_tap(nic)
             shutil.rmtree(self.layout.server_dir(server_id), ignore_errors=True)
-            for nic in nics:
-                await self._drop_nic(nic)
+            for network in dict.fromkeys(n.network for n in nics if n.network):
+                if self.net_mode == "bridge":
+                    await self._refresh_network(network)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.layout.qmp_socket(server_id))
             self.layout.release_run()

@@ -297,6 +297,10 @@ class Networks:
                 if not same_process(pid, start):
                     break
                 await asyncio.sleep(0.02)
+        if await self._exists(bridge):       # TAP devices a crash left on it (a destroy removes its own first)
+            ports = (await self._ip("-o", "link", "show", "master", bridge, check=False)).text
+            for name in re.findall(r"^\d+: (ecsdt[0-9a-f]{10})[@:]", ports, re.MULTILINE):
+                await self._ip("link", "del", name, check=False)
         while "blackhole" in (await self._ip("rule", "show", "iif", bridge, check=False)).text:
             if (await self._ip("rule", "del", "pref", str(RULE_PREF), "iif", bridge, check=False)).rc != 0:
                 break

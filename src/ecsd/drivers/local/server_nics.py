@@ -225,10 +225,15 @@ class ServerNics:
         return forwarded
 
     async def _repair_networks(self) -> None:
-        """The networks of the running servers as their records say (a dnsmasq that died, a bridge
-        somebody deleted); those of stopped servers come back at their next start."""
+        """At start-up: remove the networks no server record names any more (a crash between a destroy's
+        steps), and rebuild those of the running servers as their records say (a dnsmasq that died, a
+        bridge somebody deleted); those of stopped servers come back at their next start."""
         if self.net_mode != "bridge":
             return
+        named = {n.network for sid in self._server_ids() for n in net.nics_of(self._load_quietly(sid))}
+        for network in self.networks.known():
+            if network not in named:
+                await self.networks.remove(network)
         wanted = {n.network for sid in self.running() for n in net.nics_of(self._load_quietly(sid)) if n.ip and n.network}
         for network in sorted(w for w in wanted if w):
             try:
