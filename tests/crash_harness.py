@@ -100,13 +100,13 @@ class Cluster:
 def run(data_dir: str, *, database_url: str | None = None, workers: int = 0, servers: int = 30,
         seconds: float = 15.0, target_jobs: int = 300, kill_every: tuple[float, float] = (0.3, 1.2),
         seed: int = 1, sim_delay: float = 0.03, lease: float = 1.5, settle: float = 90.0,
-        min_jobs: int = 60, extra: float = 30.0, mixed: bool = False) -> Outcome:
+        min_jobs: int = 60, extra: float = 30.0, mixed: bool = False, min_kills: int = 3) -> Outcome:
     """Drive change-OS load while killing processes; return what was accepted and what was violated.
 
     ``mixed``: each server is created with a data disk, and the load mixes change OS with resize and
     with attaching and detaching those disks between random servers (:func:`_mixed_request`).
 
-    The kills stop after ``seconds``; if fewer than ``min_jobs`` were accepted by then (a loaded
+    The kills stop after ``seconds`` (once there were ``min_kills``, within ``extra`` seconds more); if fewer than ``min_jobs`` were accepted by then (a loaded
     machine restarts processes slowly), the load goes on without kills for up to ``extra`` seconds
     more, so that the invariants are checked over enough jobs, many of which met a kill."""
     rng = random.Random(seed)
@@ -153,7 +153,8 @@ def run(data_dir: str, *, database_url: str | None = None, workers: int = 0, ser
         for t in loaders:
             t.start()
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        last_chance = deadline + extra        # a loaded machine restarts slowly: kill at least min_kills times
+        while time.monotonic() < deadline or (outcome.kills < min_kills and time.monotonic() < last_chance):
             time.sleep(rng.uniform(*kill_every))
             cluster.kill_one(rng)
             outcome.kills += 1
