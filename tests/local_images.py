@@ -35,6 +35,7 @@ OS = {
     "A": {"ID": "ecsd-a", "NAME": "ecsd test OS A", "VERSION": "1.0 (Alder)", "PRETTY_NAME": "ecsd test OS A"},
     "B": {"ID": "ecsd-b", "NAME": "ecsd test OS B", "VERSION": "2.0 (Birch)", "PRETTY_NAME": "ecsd test OS B"},
     "X": {"ID": "ecsd-x", "NAME": "ecsd test OS X", "VERSION": "0 (broken)", "PRETTY_NAME": "ecsd test OS X"},
+    "N": {"ID": "ecsd-n", "NAME": "ecsd test OS N", "VERSION": "0 (no network)", "PRETTY_NAME": "ecsd test OS N"},
 }
 
 INIT = """#!/bin/sh
@@ -79,7 +80,12 @@ SHADOW = "root:*:19000:0:99999:7:::\n"
 
 
 def _init(letter: str) -> str:
-    return BROKEN_INIT if letter == "X" else INIT
+    """X: an init that exits; N: boots like A but never asks for an address (no DHCP client run)."""
+    if letter == "X":
+        return BROKEN_INIT
+    if letter == "N":
+        return INIT.replace("if [ -e /sys/class/net/eth0 ]; then", "if false; then")
+    return INIT
 
 
 def missing_tools() -> str | None:
@@ -146,7 +152,8 @@ def _stage(root: str, letter: str, busybox: str) -> None:
 
 
 def os_image(letter: str) -> str:
-    """The raw ext4 image of test OS ``letter`` ("A", "B" or the broken "X"), built on first use (about 0.1 s)."""
+    """The raw ext4 image of test OS ``letter`` ("A", "B", the broken "X" or "N" without a DHCP client),
+    built on first use (about 0.1 s)."""
     busybox = boot.static_busybox()
     path = os.path.join(CACHE, f"os-{letter.lower()}-{_recipe(letter, busybox)}.raw")
     if os.path.isfile(path):

@@ -297,6 +297,31 @@ def test_user_mode_network_hands_out_the_fixed_ip_and_forwards_ssh(tmp_path, os_
         run(d.destroy(sid))
 
 
+def test_a_guest_that_never_takes_its_lease_does_not_come_up(tmp_path, os_files, kit):
+    """Bridge networks: a guest that boots but never asks for its address is not up: start kills it and
+    fails, naming the lease it waited for (the job then ends FAIL with its step's boot code)."""
+    from ecsd.drivers.local import network as net
+
+    if net.privileged() is not None:
+        pytest.skip(f"no bridge networks here: {net.privileged()}")
+    d = LocalDriver(str(tmp_path / "local"), LocalOptions(
+        accel="tcg", disk_format="raw", kernel=kit.kernel, initrd=kit.initrd, network="bridge", boot_timeout=25))
+    image = import_image(d.layout.images, local_images.os_image("N"), name="N")
+    sid, vid, port = new_id(), new_id(), new_id()
+    try:
+        run(d.create_disk(vid, source(image), 1))
+        run(d.attach(sid, vid, "/dev/vda"))
+        run(d.plug_nic(sid, port, "fa:16:3e:66:00:01", "192.168.66.1", "project/subnet-n"))
+        with pytest.raises(DriverError, match=r"did not come up within 25 s \(no DHCP lease of 192.168.66.1 "
+                                              r"taken by fa:16:3e:66:00:01\)"):
+            run(d.start(sid))
+        assert d.hv.pid(sid) is None
+        assert "ECS-BOOT-MARKER end os=ecsd-n" in read_text(d.console_log(sid))     # it did boot
+    finally:
+        run(d.destroy(sid))
+    assert "project/subnet-n" not in d.networks.known()
+
+
 def test_dead_servers_are_reported(driver):
     sid, vid = new_id(), new_id()
     run(driver.create_disk(vid, None, 1))
