@@ -133,3 +133,37 @@ def test_log_in_change_os_log_in_again(demo_settings, creds, tmp_path):
         assert driver.networks.known() == []                       # its network went with its last server
         print(f"\nlocal driver, Debian under TCG: create to SSH {took_create:.1f} s, change OS to SSH "
               f"{took_change:.1f} s; {', '.join(f'{op} {sec:.1f} s' for op, _i, sec in driver.timings[-12:])}")
+
+
+def test_without_bridges_ssh_goes_through_the_forwarded_port(demo_settings, creds, tmp_path, monkeypatch):
+    """User-mode networking (what a process without root gets): the guest still takes the API's fixed IP
+    by DHCP, and its SSH is reached at the port the server's metadata names (ecsd_ssh_forward)."""
+    from ecsd.app import create_app
+
+    monkeypatch.setenv("ECSD_LOCAL_NETWORK", "user")
+    bookworm = demo.image_id(demo.RELEASES["bookworm"])
+    with TestClient(create_app(demo_settings), raise_server_exceptions=False) as client:
+        api = Api(client, creds)
+        assert client.app.state.services.driver.net_mode == "user"
+        pair = api.keypair("key1")
+        key = str(tmp_path / "key1")
+        with open(os.open(key, os.O_WRONLY | os.O_CREAT, 0o600), "w") as fh:
+            fh.write(pair["private_key"])
+        r = api.post("/v1/{pid}/cloudservers", {"server": {
+            "name": "debian-user", "imageRef": bookworm, "flavorRef": "s3.small.1", "vpcid": VPC,
+            "nics": [{"subnet_id": SUBNET}], "root_volume": {"volumetype": "SSD"}, "key_name": "key1"}})
+        assert r.status_code == 200, r.text
+        sid = wait(api, r.json()["job_id"], 600)["entities"]["sub_jobs"][0]["entities"]["server_id"]
+        server = api.server(sid)
+        ip = server["addresses"][VPC][0]["addr"]
+        forward = server["metadata"]["ecsd_ssh_forward"]
+        host, port = forward.split(":")
+        assert host == "127.0.0.1"
+        res = subprocess.run([*SSH, "-i", key, "-p", port, "root@127.0.0.1",
+                              "grep VERSION_CODENAME /etc/os-release; ip -o -4 addr show"],
+                             check=False, capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        assert "VERSION_CODENAME=bookworm" in res.stdout and f"inet {ip}/16" in res.stdout
+        r = api.post("/v1/{pid}/cloudservers/delete", {"servers": [{"id": sid}], "delete_volume": True})
+        assert r.status_code == 200, r.text
+        wait(api, r.json()["job_id"], 120)
