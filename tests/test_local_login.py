@@ -167,3 +167,46 @@ def test_without_bridges_ssh_goes_through_the_forwarded_port(demo_settings, cred
         r = api.post("/v1/{pid}/cloudservers/delete", {"servers": [{"id": sid}], "delete_volume": True})
         assert r.status_code == 200, r.text
         wait(api, r.json()["job_id"], 120)
+
+
+@pytest.mark.parametrize("release", ["bookworm", "trixie"])
+def test_a_larger_disk_grows_the_image_root_partition(tmp_path, release):
+    """A system disk larger than its image: the root partition (MBR partition 1; GPT partition 2 after a
+    BIOS-boot one) reaches the end of the disk and its file system fills it, cleanly (partitions.py)."""
+    import json as _json
+
+    from ecsd.drivers.base import DiskSource
+    from ecsd.drivers.local import partitions
+    from ecsd.drivers.local.images import import_image
+
+    (image,) = demo.build_demo_images(local_images.CACHE, releases=[release], echo=lambda _text: None)
+    d = LocalDriver(str(tmp_path / "local"), LocalOptions(accel="tcg"))
+    row = import_image(d.layout.images, str(image), name=release)
+    vid = "5a9d8c1e-0000-4000-8000-00000000000" + ("1" if release == "bookworm" else "2")
+    import asyncio
+
+    def inspect(view: str) -> tuple[dict, int, str, str]:
+        root = partitions.root_of(view)
+        spec = root.spec(view)
+        head = subprocess.run(["dumpe2fs", "-h", spec], capture_output=True, text=True, check=True).stdout
+        fsck = subprocess.run(["e2fsck", "-fn", spec], capture_output=True, text=True, check=False)
+        release_file = subprocess.run(["debugfs", "-R", "cat /usr/lib/os-release", spec], capture_output=True,
+                                      text=True, check=True).stdout
+        return (partitions.table(view), root.offset, head,
+                release_file if fsck.returncode == 0 else "fsck: " + fsck.stdout)
+
+    async def grown() -> tuple[dict, int, str, str]:
+        await d.create_disk(vid, DiskSource(row["id"], "raw", 2, _json.loads(row["properties"])), 4)
+        async with d.disks.raw_view(vid) as view:
+            return await asyncio.to_thread(inspect, view)
+
+    table, offset, head, release_file = asyncio.run(grown())
+    disk_sectors = 4 * 1024**3 // 512
+    last = table["partitions"][-1]
+    assert last["start"] * 512 == offset                          # the root is the last partition
+    assert last["start"] + last["size"] >= disk_sectors - 2048    # ... and now ends at the disk's end (GPT: backup)
+    blocks = int(next(ln for ln in head.splitlines() if ln.startswith("Block count:")).split()[-1])
+    size = int(next(ln for ln in head.splitlines() if ln.startswith("Block size:")).split()[-1])
+    assert blocks * size > 3.5 * 1024**3                          # the file system fills it
+    assert f"VERSION_CODENAME={release}" in release_file          # intact (e2fsck -fn clean)
+    asyncio.run(d.delete_disk(vid))

@@ -199,7 +199,7 @@ class LocalDriver(ServerNics):
         self.networks = net.Networks(self.layout.networks, self.net_mode)
         if why is not None:
             log.warning("local driver: no guest bridges (%s): servers get user-mode networking, SSH through a "
-                        "port on 127.0.0.1 (ecsd images servers; docs/drivers.md)", why)
+                        "port on 127.0.0.1 (each server's metadata ecsd_ssh_forward; docs/drivers.md)", why)
         self._kit: boot.BootKit | None = None
         self._accel: str | None = None
         self._start_lock: asyncio.Lock | None = None

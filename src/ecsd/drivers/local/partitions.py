@@ -35,8 +35,6 @@ from ecsd.drivers.local import proc
 
 SECTOR = 512
 _UUID = re.compile(r"^Filesystem UUID:\s*([0-9a-f-]{36})$", re.MULTILINE)
-_BLOCKS = re.compile(r"^Block count:\s*(\d+)$", re.MULTILINE)
-_BLOCK_SIZE = re.compile(r"^Block size:\s*(\d+)$", re.MULTILINE)
 _LS_ENTRY = re.compile(r"^/\d+/(\d+)/\d+/\d+/([^/]+)/", re.MULTILINE)
 _KERNEL = re.compile(r"vmlinuz-(\S+)")
 _INITRDS = ("initrd.img-{}", "initramfs-{}.img")
@@ -61,12 +59,6 @@ class FileSystem:
 def _superblock(spec: str) -> str | None:
     res = proc.run_sync(["dumpe2fs", "-h", spec], check=False, timeout=60)
     return res.text if res.rc == 0 and _UUID.search(res.text) else None
-
-
-def fs_size(spec: str) -> int:
-    text = _superblock(spec) or ""
-    count, size = _BLOCKS.search(text), _BLOCK_SIZE.search(text)
-    return int(count.group(1)) * int(size.group(1)) if count and size else 0
 
 
 def exists(spec: str, path: str) -> bool:
