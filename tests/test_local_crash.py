@@ -226,7 +226,7 @@ def test_kill_9_at_every_change_os_step(tmp_path):
                               "--json", "--data-dir", data_dir], capture_output=True, text=True, check=True)
         ids[letter] = json.loads(out.stdout)["id"]
     env = {"ECSD_LOCAL_KERNEL": kit.kernel, "ECSD_LOCAL_INITRD": kit.initrd, "ECSD_LOCAL_ACCEL": "tcg",
-           "ECSD_LOCAL_MAX_SERVERS": "1", "ECSD_LOCAL_BOOT_MARKER": "", "ECSD_LOCAL_BOOT_TIMEOUT": "120",
+           "ECSD_LOCAL_BOOT_MARKER": "", "ECSD_LOCAL_BOOT_TIMEOUT": "120",
            "ECSD_LOCAL_STOP_TIMEOUT": "20", "ECSD_LEASE_SECONDS": "1", "ECSD_POWER_SYNC_INTERVAL": "1"}
     svc = Service(data_dir, env)
     qcow2 = fuse_usable()

@@ -58,6 +58,9 @@ PAUSED = "test-paused"
 # Where ECSD_LOCAL_TEST_PAUSE can hold the driver: each after the method's effect, before it returns
 # (create_disk and inject: while the disk's FUSE view is open; start: QEMU launched, boot not confirmed).
 PAUSE_POINTS = ("stop", "create_disk", "inject", "detach", "attach", "delete_disk", "start")
+# Settings of earlier versions, and what took their place.
+RETIRED = {"MAX_SERVERS": "admission is by memory, ECSD_LOCAL_MEMORY_BUDGET_MB (docs/drivers.md)",
+           "MAX_MEMORY_MB": "servers get their flavor's RAM; admission is by ECSD_LOCAL_MEMORY_BUDGET_MB"}
 TOOLS = ("qemu-system-x86_64", "qemu-img", "debugfs", "dumpe2fs", "e2fsck", "resize2fs", "sfdisk")
 
 
@@ -97,6 +100,9 @@ class LocalOptions:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LocalOptions:
         env = os.environ if env is None else env
+        for name, instead in RETIRED.items():
+            if env.get(f"ECSD_LOCAL_{name}"):
+                log.warning("ECSD_LOCAL_%s is no longer read: %s", name, instead)
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(f"ECSD_LOCAL_{f.name.upper()}")
