@@ -95,6 +95,8 @@ def test_networks_hand_out_fixed_ips_connect_their_guests_and_isolate_projects(g
     left = net.Nic(str(uuid.uuid4()), "fa:16:3e:aa:00:03", "192.168.40.14", net_a)    # a TAP a crash left
 
     async def build() -> dict[str, str]:
+        # Servers of one network starting at the same moment (a create of several): one network.
+        await asyncio.gather(*(networks.ensure(net_a, [a1, a2]) for _ in range(4)))
         ends = {}
         for nic in (a1, a2, b1):
             bridge = await networks.ensure(nic.network, [n for n in (a1, a2, b1) if n.network == nic.network])

@@ -194,6 +194,10 @@ class Networks:
     def __init__(self, root: str, mode: str) -> None:
         self.root = root
         self.mode = mode
+        self._locks: dict[str, asyncio.Lock] = {}     # one per bridge: starts in one process take turns
+
+    def _lock(self, bridge: str) -> asyncio.Lock:
+        return self._locks.setdefault(bridge, asyncio.Lock())
 
     # --- paths ------------------------------------------------------------------------------------------
 
@@ -234,27 +238,39 @@ class Networks:
     async def ensure(self, network: str, hosts: list[Nic]) -> str:
         """Build (or repair) the bridge, its address, isolation rule and dnsmasq of ``network`` with the
         reserved leases of ``hosts`` (every NIC on the network, of every server). Returns the bridge.
-        Idempotent; every part is checked and only what is missing is made."""
+        Idempotent; every part is checked and only what is missing is made. Starts in one process take
+        turns (a lock per bridge); another process (a second worker) doing the same at the same moment
+        finds each part made, since a step that fails is accepted when what it was to make is there."""
         bridge = bridge_name(network)
+        async with self._lock(bridge):
+            return await self._ensure(network, bridge, hosts)
+
+    async def _ensure(self, network: str, bridge: str, hosts: list[Nic]) -> str:
         d = self._dir(bridge)
         os.makedirs(d, mode=0o755, exist_ok=True)
         os.chmod(d, 0o755)               # dnsmasq re-reads the hosts file after dropping its privileges
         _write(os.path.join(d, "network"), network + "\n")
         if not await self._exists(bridge):
-            await self._ip("link", "add", bridge, "type", "bridge")
-        addrs = (await self._ip("-o", "-4", "addr", "show", "dev", bridge)).text
-        if f" {GATEWAY}/" not in addrs:
-            await self._ip("addr", "add", f"{GATEWAY}/{RANGE.prefixlen}", "dev", bridge, "noprefixroute")
+            made = await self._ip("link", "add", bridge, "type", "bridge", check=False)
+            if made.rc != 0 and not await self._exists(bridge):
+                raise DriverError(f"cannot make bridge {bridge}: {made.error_text[-200:]}")
+        if f" {GATEWAY}/" not in (await self._ip("-o", "-4", "addr", "show", "dev", bridge)).text:
+            made = await self._ip("addr", "add", f"{GATEWAY}/{RANGE.prefixlen}", "dev", bridge, "noprefixroute",
+                                  check=False)
+            if made.rc != 0 and f" {GATEWAY}/" not in (await self._ip("-o", "-4", "addr", "show", "dev", bridge)).text:
+                raise DriverError(f"cannot give {bridge} its address: {made.error_text[-200:]}")
         await self._ip("link", "set", bridge, "up")
-        rules = (await self._ip("rule", "show", "iif", bridge, check=False)).text
-        if "blackhole" not in rules:
-            await self._ip("rule", "add", "pref", str(RULE_PREF), "iif", bridge, "blackhole")
+        if "blackhole" not in (await self._ip("rule", "show", "iif", bridge, check=False)).text:
+            made = await self._ip("rule", "add", "pref", str(RULE_PREF), "iif", bridge, "blackhole", check=False)
+            if made.rc != 0 and "blackhole" not in (await self._ip("rule", "show", "iif", bridge, check=False)).text:
+                raise DriverError(f"cannot isolate {bridge}: {made.error_text[-200:]}")
         self._write_hosts(bridge, hosts)
         pid = self._dnsmasq_pid(bridge)
         if pid is None:
             await self._start_dnsmasq(bridge)
         else:
-            os.kill(pid, signal.SIGHUP)   # re-read the reserved leases
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)   # re-read the reserved leases
         return bridge
 
     def _write_hosts(self, bridge: str, hosts: list[Nic]) -> None:
@@ -278,6 +294,8 @@ class Networks:
                 f"--pid-file={os.path.join(d, 'dnsmasq.pid')}", f"--log-facility={logfile}"]
         res = await proc.run(argv, timeout=30, check=False)
         if res.rc != 0:
+            if self._dnsmasq_pid(bridge) is not None:     # another process started it meanwhile
+                return
             raise DriverError(f"dnsmasq did not start on {bridge}: {res.error_text[-300:]}")
         for _ in range(50):
             if self._dnsmasq_pid(bridge) is not None:
@@ -323,7 +341,9 @@ class Networks:
         """The NIC's TAP device, on ``bridge`` and up, and the host route to its address. Idempotent."""
         tap = tap_name(nic.port)
         if not await self._exists(tap):
-            await self._ip("tuntap", "add", "dev", tap, "mode", "tap")
+            made = await self._ip("tuntap", "add", "dev", tap, "mode", "tap", check=False)
+            if made.rc != 0 and not await self._exists(tap):
+                raise DriverError(f"cannot make TAP device {tap}: {made.error_text[-200:]}")
         await self.attach(tap, nic, bridge)
         return tap
 
