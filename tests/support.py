@@ -134,3 +134,11 @@ def assert_error(resp, status: int, code: str) -> dict:
     assert err["message"]
     assert resp.headers["X-Request-Id"]
     return err
+
+
+def wait_success(api: Api, job_id: str, timeout: float) -> dict:
+    """The finished job, asserted SUCCESS (the failure reasons of it and its sub-jobs in the message)."""
+    job = api.wait_job(job_id, timeout=timeout)
+    reasons = [job.get("fail_reason")] + [sub.get("fail_reason") for sub in job["entities"].get("sub_jobs", [])]
+    assert job["status"] == "SUCCESS", f"{job['job_type']} {job['status']}: {[r for r in reasons if r]}"
+    return job

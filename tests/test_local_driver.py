@@ -26,6 +26,7 @@ from ecsd.drivers.local.images import FILE_KEY, import_image, register
 from tests import local_images
 from tests import support as s
 from tests.support import SUBNET, VPC, Api, assert_error
+from tests.support import wait_success as _wait
 
 pytestmark = pytest.mark.slow
 
@@ -355,13 +356,6 @@ def test_import_checks_what_it_stores(tmp_path, os_files):
 
 
 # --- the real thing: change OS through the public API -----------------------------------------------------
-
-def _wait(api: Api, job_id: str, timeout: float) -> dict:
-    job = api.wait_job(job_id, timeout=timeout)
-    reasons = [job.get("fail_reason")] + [sub.get("fail_reason") for sub in job["entities"].get("sub_jobs", [])]
-    assert job["status"] == "SUCCESS", f"{job['job_type']} {job['status']}: {[r for r in reasons if r]}"
-    return job
-
 
 def _seconds(job: dict) -> float:
     from datetime import datetime

@@ -22,7 +22,7 @@ from ecsd.drivers.local.images import import_image
 from ecsd.drivers.local.qemu import qmp
 from tests import local_images
 from tests.support import SUBNET, VPC, Api
-from tests.test_local_driver import _import, _wait, local_settings, new_id, os_files, run  # noqa: F401
+from tests.test_local_driver import _import, _wait, cmdline, local_settings, new_id, os_files, run  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -45,11 +45,6 @@ def driver(tmp_path, kit):
 def options(kit) -> LocalOptions:
     return LocalOptions(accel="tcg", disk_format="raw", kernel=kit.kernel, initrd=kit.initrd, memory_mb=256,
                         boot_marker=local_images.MARKER_END, boot_timeout=180, stop_timeout=20)
-
-
-def cmdline(driver: LocalDriver, sid: str) -> list[str]:
-    with open(f"/proc/{driver.hv.pid(sid)}/cmdline", "rb") as fh:
-        return fh.read().decode().split("\0")
 
 
 def driver_ok(driver: LocalDriver, sid: str, volume_id: str, path: str | None = None) -> bool:

@@ -23,6 +23,7 @@ from ecsd.drivers.local import LocalDriver, LocalOptions, demo
 from ecsd.drivers.local import network as net
 from tests import local_images
 from tests.support import SUBNET, VPC, Api
+from tests.support import wait_success as wait
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +40,6 @@ SSH = ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/n
 def ssh(key: str, ip: str, command: str) -> subprocess.CompletedProcess:
     return subprocess.run([*SSH, "-i", key, f"root@{ip}", command], check=False, capture_output=True,
                           text=True, timeout=60)
-
-
-def wait(api: Api, job_id: str, timeout: float) -> dict:
-    job = api.wait_job(job_id, timeout=timeout)
-    reasons = [job.get("fail_reason")] + [sub.get("fail_reason") for sub in job["entities"].get("sub_jobs", [])]
-    assert job["status"] == "SUCCESS", f"{job['job_type']} {job['status']}: {[r for r in reasons if r]}"
-    return job
 
 
 @pytest.fixture

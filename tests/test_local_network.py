@@ -85,7 +85,7 @@ def test_networks_hand_out_fixed_ips_connect_their_guests_and_isolate_projects(g
     # dnsmasq re-reads its hosts file as nobody: the directory must be reachable (pytest's tmp_path is 0700)
     root = tempfile.mkdtemp(prefix="ecsd-nettest-")
     os.chmod(root, 0o755)
-    networks = net.Networks(root, "bridge")
+    networks = net.Networks(root)
     project_a, project_b, subnet = uuid.uuid4().hex, uuid.uuid4().hex, str(uuid.uuid4())
     net_a, net_b = f"{project_a}/{subnet}", f"{project_b}/{subnet}"          # the same subnet id, two projects
     a1 = net.Nic(str(uuid.uuid4()), "fa:16:3e:aa:00:01", "192.168.40.11", net_a)

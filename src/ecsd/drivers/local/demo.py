@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecsd.drivers.base import DriverError
-from ecsd.drivers.local import proc
+from ecsd.drivers.local import partitions, proc
 
 # Bump when the build steps below change in a way the recipe dict does not show.
 RECIPE_VERSION = 1
@@ -235,8 +235,10 @@ def missing_tools() -> str | None:
 
 def partition_table(disk: str | os.PathLike) -> dict:
     """``sfdisk --json``'s ``partitiontable`` of ``disk`` (label, partitions with start and size in sectors)."""
-    res = proc.run_sync(["sfdisk", "--json", os.fspath(disk)], timeout=60)
-    return json.loads(res.out)["partitiontable"]
+    found = partitions.table(os.fspath(disk))
+    if found is None:
+        raise DriverError(f"{disk} has no partition table")
+    return found
 
 
 def root_partition(disk: str | os.PathLike) -> tuple[int, int]:
@@ -254,44 +256,23 @@ def _fs(disk: str | os.PathLike) -> str:
     return f"{os.fspath(disk)}?offset={root_partition(disk)[0]}"
 
 
-def _link_target(fs: str, path: str) -> str | None:
-    res = proc.run_sync(["debugfs", "-R", f"stat {path}", fs], check=False, timeout=60)
-    m = re.search(r'^Fast link dest: "(.*)"$', res.text, re.MULTILINE)
-    return m.group(1) if "Type: symlink" in res.text and m else None
-
-
 def read_file(disk: str | os.PathLike, path: str) -> bytes | None:
-    """The content of ``path`` in the root file system, following symbolic links (``/etc/os-release`` is
-    one); None if it is not there."""
-    fs = _fs(disk)
-    for _ in range(8):
-        target = _link_target(fs, path)
-        if target is None:
-            break
-        path = os.path.normpath(os.path.join(os.path.dirname(path), target))
-    res = proc.run_sync(["debugfs", "-R", f"cat {path}", fs], check=False, timeout=60)
-    return None if res.rc != 0 or "not found" in res.error_text else res.out
+    """The content of ``path`` in the root file system, following symbolic links; None if it is not there."""
+    return partitions.read(_fs(disk), path)
 
 
 def list_dir(disk: str | os.PathLike, path: str) -> list[str] | None:
     """Names in directory ``path`` of the root file system (None if it is not there)."""
-    res = proc.run_sync(["debugfs", "-R", f"ls -p {path}", _fs(disk)], check=False, timeout=60)
-    if res.rc != 0 or "not found" in res.error_text:
-        return None
-    # ls -p prints /inode/mode/uid/gid/name/size/ per entry.
-    names = [line.split("/")[5] for line in res.text.splitlines() if line.count("/") >= 6]
-    return [n for n in names if n not in (".", "..")]
+    found = partitions.names(_fs(disk), path)
+    return None if found is None else list(found)
 
 
 def exists(disk: str | os.PathLike, path: str) -> bool:
-    res = proc.run_sync(["debugfs", "-R", f"stat {path}", _fs(disk)], check=False, timeout=60)
-    return res.rc == 0 and "not found" not in res.error_text and "Inode:" in res.text
+    return partitions.exists(_fs(disk), path)
 
 
 def fs_uuid(disk: str | os.PathLike) -> str | None:
-    res = proc.run_sync(["dumpe2fs", "-h", _fs(disk)], check=False, timeout=60)
-    m = re.search(r"^Filesystem UUID:\s*(\S+)$", res.text, re.MULTILINE)
-    return m.group(1) if m else None
+    return partitions.fs_uuid(_fs(disk))
 
 
 def check_image(disk: str | os.PathLike, release: Release) -> list[str]:

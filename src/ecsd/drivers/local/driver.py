@@ -202,7 +202,7 @@ class LocalDriver(ServerNics):
         self.hv = Hypervisor(self.layout, memory_mb=self.options.memory_mb, vcpus=self.options.vcpus,
                              stop_timeout=self.options.stop_timeout)
         self.net_mode, why = net.choose_mode(self.options.network)
-        self.networks = net.Networks(self.layout.networks, self.net_mode)
+        self.networks = net.Networks(self.layout.networks)
         if why is not None:
             log.warning("local driver: no guest bridges (%s): servers get user-mode networking, SSH through a "
                         "port on 127.0.0.1 (each server's metadata ecsd_ssh_forward; docs/drivers.md)", why)

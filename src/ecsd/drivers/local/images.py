@@ -43,11 +43,6 @@ def _info(path: str) -> dict:
     return json.loads(res.out)
 
 
-def _debugfs_cat(path: str, name: str) -> bytes | None:
-    res = proc.run_sync(["debugfs", "-R", f"cat {name}", path], timeout=60)
-    return None if "not found" in res.error_text else res.out
-
-
 def inspect(path: str) -> dict:
     """Format, sizes and os-release of a candidate image file; DriverError if it cannot be used."""
     info = _info(path)
@@ -97,7 +92,7 @@ def import_image(store_dir: str, file: str, *, name: str, os_type: str = "Linux"
             proc.run_sync(["cp", "--sparse=always", "--reflink=auto", file, part], timeout=3600)
         root = partitions.root_of(part)            # DriverError: no ext root with /sbin/init
         spec = root.spec(part)
-        release = _debugfs_cat(spec, "/etc/os-release") or _debugfs_cat(spec, "/usr/lib/os-release") or b""
+        release = partitions.read(spec, "/etc/os-release") or b""
         os.chmod(part, 0o444)
         os.replace(part, target)
     except BaseException:

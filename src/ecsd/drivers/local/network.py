@@ -191,9 +191,8 @@ def free_slot(state: dict) -> int:
 class Networks:
     """The host networks of one driver root: ``<root>/networks/<bridge>/`` holds the dnsmasq files."""
 
-    def __init__(self, root: str, mode: str) -> None:
+    def __init__(self, root: str) -> None:
         self.root = root
-        self.mode = mode
         self._locks: dict[str, asyncio.Lock] = {}     # one per bridge: starts in one process take turns
 
     def _lock(self, bridge: str) -> asyncio.Lock:

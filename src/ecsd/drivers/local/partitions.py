@@ -61,6 +61,12 @@ def _superblock(spec: str) -> str | None:
     return res.text if res.rc == 0 and _UUID.search(res.text) else None
 
 
+def fs_uuid(spec: str) -> str | None:
+    """The UUID of the ext file system ``spec`` names, or None when there is none."""
+    text = _superblock(spec)
+    return _UUID.search(text).group(1) if text else None
+
+
 def exists(spec: str, path: str) -> bool:
     res = proc.run_sync(["debugfs", "-R", f"stat {path}", spec], check=False, timeout=60)
     return "not found" not in res.error_text and "Inode:" in res.text
@@ -122,10 +128,30 @@ def root_of(view: str) -> FileSystem:
     raise DriverError("no ext2/3/4 file system of the disk has /sbin/init")
 
 
-def _names(spec: str, directory: str) -> dict[str, int]:
-    """{name: mode} of the entries of ``directory``."""
+def names(spec: str, directory: str) -> dict[str, int] | None:
+    """{name: mode} of the entries of ``directory`` (``.`` and ``..`` left out); None when it is not there."""
     res = proc.run_sync(["debugfs", "-R", f"ls -p {directory}", spec], check=False, timeout=60)
-    return {m.group(2): int(m.group(1), 8) for m in _LS_ENTRY.finditer(res.text)}
+    if res.rc != 0 or "not found" in res.error_text:
+        return None
+    return {m.group(2): int(m.group(1), 8) for m in _LS_ENTRY.finditer(res.text) if m.group(2) not in (".", "..")}
+
+
+def _link_target(spec: str, path: str) -> str | None:
+    res = proc.run_sync(["debugfs", "-R", f"stat {path}", spec], check=False, timeout=60)
+    m = re.search(r'^Fast link dest: "(.*)"$', res.text, re.MULTILINE)
+    return m.group(1) if "Type: symlink" in res.text and m else None
+
+
+def read(spec: str, path: str) -> bytes | None:
+    """The content of file ``path``, following symbolic links inside the file system (``/etc/os-release``
+    is one on Debian); None when it is not there."""
+    for _ in range(8):
+        target = _link_target(spec, path)
+        if target is None:
+            break
+        path = os.path.normpath(os.path.join(os.path.dirname(path), target))
+    res = proc.run_sync(["debugfs", "-R", f"cat {path}", spec], check=False, timeout=60)
+    return None if res.rc != 0 or "not found" in res.error_text else res.out
 
 
 def _version_key(release: str) -> list:
@@ -144,14 +170,14 @@ def kernel_of(view: str, root: FileSystem) -> Kernel | None:
     """The image's own newest kernel with its initramfs (see the module's docstring), or None."""
     places = [(root, "/boot")] + [(fs, "/") for fs in file_systems(view) if fs != root]
     for fs, directory in places:
-        names = _names(fs.spec(view), directory)
+        names_ = names(fs.spec(view), directory) or {}
         best = None
-        for name in names:
+        for name in names_:
             m = _KERNEL.fullmatch(name)
             if not m:
                 continue
             release = m.group(1)
-            initrd = next((t.format(release) for t in _INITRDS if t.format(release) in names), None)
+            initrd = next((t.format(release) for t in _INITRDS if t.format(release) in names_), None)
             if initrd is not None and (best is None or _version_key(release) > _version_key(best[0])):
                 best = (release, initrd)
         if best is not None:
