@@ -9,7 +9,14 @@ declares an ordered list of steps; each step has an idempotent *act* (driver wor
   IMMEDIATE`` on SQLite). It resumes them at ``step``, the first step not yet checkpointed.
 * Fence: every checkpoint and the final status update are ``WHERE job_id = ? AND owner = ?``; a
   worker that lost its lease finds no row and stops before doing more.
-* Heartbeat: one statement per worker extends the leases of all of its jobs.
+* Heartbeat: one statement per worker extends the leases of all of its jobs. It never waits for a
+  row another transaction holds (``SKIP LOCKED``), so it can neither deadlock with the group commit
+  nor fall behind it; a job skipped once is renewed by the next beat or before its next act.
+* A worker never starts driver work on a lease it cannot vouch for: before each act, a job whose
+  last known renewal is more than half a lease old renews its own lease first, and stops if it no
+  longer holds it. A claim never takes a job that is still running in the same process.
+* A job interrupted by the database (a failed checkpoint) is handed back by its worker as soon as the
+  database answers, and resumed from its checkpoint by whichever worker claims it.
 * Group commit: checkpoints of all running jobs are queued and committed together, each inside
   its own savepoint (one failing record rolls back only itself), so that thousands of short steps
   cost a few transactions instead of one each.
@@ -25,7 +32,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +113,11 @@ def _db_now(conn: Connection, is_sqlite: bool) -> float:
     return float(conn.execute(select(func.extract("epoch", func.clock_timestamp()))).scalar_one())
 
 
-def _claim(conn: Connection, owner: str, lease: float, limit: int, is_sqlite: bool) -> list[_Claimed]:
+def _claim(conn: Connection, owner: str, lease: float, limit: int, is_sqlite: bool,
+           live: Container[str] = ()) -> tuple[list[_Claimed], list[str]]:
+    """(jobs claimed, jobs of ``live`` whose lease had run out and were renewed instead). ``live``: the
+    jobs running in this process; one of them found stale (its heartbeat was late) is still running
+    here, and claiming it would run it twice at once."""
     now = _db_now(conn, is_sqlite)
     # Two index ranges of ix_jobs_claim (runnable, status, created_at), never a scan of finished jobs:
     # the oldest new jobs, then running jobs whose worker's lease has expired.
@@ -117,17 +128,24 @@ def _claim(conn: Connection, owner: str, lease: float, limit: int, is_sqlite: bo
              .order_by(jobs.c.created_at).limit(limit))
     ids: list[str] = []
     taken: set[str] = set()      # stale jobs a live owner held: a take-over (None: handed back on shutdown)
+    ours: list[str] = []
     for pick in (stale.add_columns(jobs.c.owner), fresh.add_columns(jobs.c.owner)):
         if len(ids) >= limit:
             break
         if not is_sqlite:
             pick = pick.with_for_update(skip_locked=True)
         for job_id, previous in conn.execute(pick.limit(limit - len(ids))):
+            if previous == owner and job_id in live:
+                ours.append(job_id)
+                continue
             ids.append(job_id)
             if previous is not None and previous != owner:
                 taken.add(job_id)
+    if ours:
+        conn.execute(jobs.update().where(and_(jobs.c.job_id.in_(ours), _owned_running(owner)))
+                     .values(lease_until=now + lease))
     if not ids:
-        return []
+        return [], ours
     conn.execute(jobs.update().where(jobs.c.job_id.in_(ids)).values(
         status=st.JOB_RUNNING, owner=owner, lease_until=now + lease, attempts=jobs.c.attempts + 1,
         begin_time=func.coalesce(jobs.c.begin_time, now)))
@@ -138,7 +156,7 @@ def _claim(conn: Connection, owner: str, lease: float, limit: int, is_sqlite: bo
     if parents:
         conn.execute(jobs.update().where(and_(jobs.c.job_id.in_(parents), jobs.c.status == st.JOB_INIT))
                      .values(status=st.JOB_RUNNING, begin_time=func.coalesce(jobs.c.begin_time, now)))
-    return [_Claimed(*r, taken_over=r.job_id in taken) for r in rows]
+    return [_Claimed(*r, taken_over=r.job_id in taken) for r in rows], ours
 
 
 @functools.lru_cache(maxsize=32)
@@ -238,14 +256,49 @@ class _BatchFailed(Exception):
     pass
 
 
+class _Interrupted(Exception):
+    """The database failed the engine's own bookkeeping of a job (not its step): hand it back."""
+
+
+@dataclass
+class _Lease:
+    """Until when (``time.monotonic()``) a job's lease surely holds: counted from the moment its claim
+    or renewal was sent, so the database's ``lease_until`` is never earlier."""
+
+    until: float
+
+
 def _owned_running(owner: str):
     # runnable = true and status = 'RUNNING' keep this inside the in-flight range of ix_jobs_claim.
     return and_(jobs.c.runnable == true(), jobs.c.status == st.JOB_RUNNING, jobs.c.owner == owner)
 
 
-def _heartbeat(conn: Connection, owner: str, lease: float, is_sqlite: bool) -> int:
-    return conn.execute(jobs.update().where(_owned_running(owner))
-                        .values(lease_until=_db_now(conn, is_sqlite) + lease)).rowcount
+def _heartbeat(conn: Connection, owner: str, lease: float, is_sqlite: bool) -> list[str]:
+    """Extend the leases of this worker's running jobs; returns the jobs renewed.
+
+    PostgreSQL: rows another transaction holds are skipped, not waited for. Waiting is what made
+    this statement deadlock with the group commit (the two lock a worker's job rows in different
+    orders), and the aborted beat let every lease of the worker run out."""
+    now = _db_now(conn, is_sqlite)
+    if is_sqlite:
+        where = _owned_running(owner)
+    else:
+        where = jobs.c.job_id.in_(select(jobs.c.job_id).where(_owned_running(owner))
+                                  .with_for_update(skip_locked=True).scalar_subquery())
+    return list(conn.execute(jobs.update().where(where).values(lease_until=now + lease)
+                             .returning(jobs.c.job_id)).scalars())
+
+
+def _renew(conn: Connection, job_id: str, owner: str, lease: float, is_sqlite: bool) -> bool:
+    """Extend one job's lease if this worker still holds it."""
+    return conn.execute(jobs.update().where(and_(jobs.c.job_id == job_id, _owned_running(owner)))
+                        .values(lease_until=_db_now(conn, is_sqlite) + lease)).rowcount == 1
+
+
+def _hand_back(conn: Connection, job_id: str, owner: str) -> int:
+    """A job whose task ended without finishing it: claimable again at once, from its checkpoint."""
+    return conn.execute(jobs.update().where(and_(jobs.c.job_id == job_id, _owned_running(owner)))
+                        .values(owner=None, lease_until=0.0)).rowcount
 
 
 def _release(conn: Connection, owner: str) -> int:
@@ -293,6 +346,8 @@ class Engine:
         self.stats = EngineStats()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
+        # Jobs running here -> their lease as this process knows it.
+        self._live: dict[str, _Lease] = {}
         self._loops: list[asyncio.Task] = []
         self._accepting = False
         self._idle = asyncio.Event()
@@ -371,11 +426,14 @@ class Engine:
             free = self.max_inflight - len(self._tasks)
             claimed: list[_Claimed] = []
             if free > 0:
+                sent = time.monotonic()
                 try:
-                    claimed = await self.store.run(_claim, self.owner, self.lease, min(free, 500),
-                                                   self.store.is_sqlite)
+                    claimed, renewed = await self.store.run(_claim, self.owner, self.lease, min(free, 500),
+                                                            self.store.is_sqlite, self._live)
                 except Exception:  # database briefly unreachable: retry at the next poll
                     log.exception("claiming jobs failed")
+                else:
+                    self._extend(renewed, sent)
             stats = self.stats
             for job in claimed:
                 stats.claimed += 1
@@ -383,7 +441,8 @@ class Engine:
                 if job.taken_over:
                     stats.takeovers[job.job_type] += 1
                 self._idle.clear()
-                task = asyncio.create_task(self._run(job), name=f"job-{job.job_id}")
+                lease = self._live[job.job_id] = _Lease(sent + self.lease)
+                task = asyncio.create_task(self._run(job, lease), name=f"job-{job.job_id}")
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
             if len(claimed) == 0 or free <= len(claimed):
@@ -435,36 +494,80 @@ class Engine:
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.lease / 3)
+            sent = time.monotonic()
             try:
-                await self.store.run(_heartbeat, self.owner, self.lease, self.store.is_sqlite)
+                renewed = await self.store.run(_heartbeat, self.owner, self.lease, self.store.is_sqlite)
             except Exception:
                 log.exception("lease heartbeat failed")
+            else:
+                self._extend(renewed, sent)
+
+    def _extend(self, job_ids: list[str], sent: float) -> None:
+        live = self._live
+        until = sent + self.lease
+        for job_id in job_ids:
+            lease = live.get(job_id)
+            if lease is not None and lease.until < until:
+                lease.until = until
+
+    async def _lease_held(self, ctx: JobContext, lease: _Lease) -> bool:
+        """Whether this worker may start driver work for the job: yes while at least half of its lease
+        is surely left; otherwise only after renewing it (False: another worker holds it now)."""
+        if time.monotonic() < lease.until - self.lease / 2:
+            return True
+        sent = time.monotonic()
+        try:
+            held = await self.store.run(_renew, ctx.job_id, self.owner, self.lease, self.store.is_sqlite)
+        except Exception as exc:
+            raise _Interrupted(f"renewing the lease failed: {exc}") from exc
+        if held:
+            lease.until = max(lease.until, sent + self.lease)
+            return True
+        self.stats.lost_leases += 1
+        log.warning("job %s: lease lost before step %s; stopping", ctx.job_id, ctx.step)
+        return False
+
+    async def _give_back(self, job_id: str) -> None:
+        """Hand an interrupted job back as soon as the database answers (the task stays alive, and so
+        counted as running here, until then: no claim in this process can take the job meanwhile)."""
+        delay = 0.1
+        while True:
+            try:
+                await self.store.run(_hand_back, job_id, self.owner)
+                self._wake.set()
+                return
+            except Exception:  # noqa: BLE001 - still unreachable: try again
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.lease / 3)
 
     # one job
-    async def _run(self, job: _Claimed) -> None:
+    async def _run(self, job: _Claimed, lease: _Lease) -> None:
         running = self.stats.running      # counted here: a task cancelled before it starts never ran
         running[job.job_type] += 1
         try:
-            await self._steps(job)
+            await self._steps(job, lease)
         except asyncio.CancelledError:
             raise
         except Exception:
-            # The database failed under us (or a bug in a record function): the job keeps its lease
-            # and checkpoint; it is resumed after the lease expires, up to MAX_ATTEMPTS times.
-            log.exception("job %s interrupted; it will be resumed after its lease expires", job.job_id)
+            # The database failed under us (or a bug in a record function): the job keeps its
+            # checkpoint and is handed back, to be resumed from there, up to MAX_ATTEMPTS times.
+            log.exception("job %s interrupted; it is handed back and will be resumed", job.job_id)
+            await self._give_back(job.job_id)
         finally:
             running[job.job_type] -= 1
+            if self._live.get(job.job_id) is lease:      # (not a new claim of the job handed back)
+                del self._live[job.job_id]
 
-    async def _steps(self, job: _Claimed) -> None:
+    async def _steps(self, job: _Claimed, lease: _Lease) -> None:
         jt = self.types.get(job.job_type)
         ctx = JobContext(job.job_id, job.job_type, job.project_id, job.server_id, job.parent_id,
                          orjson.loads(job.params), job.attempts, self.driver, job.step)
         if jt is None:
-            await self._finish_failed(ctx, None, "Common.0999", f"unknown job type {job.job_type}")
+            await self._finish_failed(ctx, None, "Common.0999", f"unknown job type {job.job_type}", lease)
             return
         if job.attempts > st.MAX_ATTEMPTS:
             await self._finish_failed(ctx, jt, "Common.0999",
-                                      f"The task was interrupted {job.attempts - 1} times and is terminated.")
+                                      f"The task was interrupted {job.attempts - 1} times and is terminated.", lease)
             return
         last = len(jt.steps) - 1
         for index in range(job.step, len(jt.steps)):
@@ -478,17 +581,19 @@ class Engine:
                         await hook(ctx, step)
                         started = time.perf_counter()    # an emulator hold is not the step's time
                     if step.act is not None:
+                        if not await self._lease_held(ctx, lease):
+                            return
                         await step.act(ctx)
                 except StepFailed as exc:
                     self.stats.act_errors[(jt.name, step.name, "failed")] += 1
-                    await self._finish_failed(ctx, jt, exc.code, exc.reason)
+                    await self._finish_failed(ctx, jt, exc.code, exc.reason, lease)
                     return
-                except asyncio.CancelledError:
+                except (asyncio.CancelledError, _Interrupted):
                     raise
                 except Exception as exc:  # a driver bug must fail the job, never leave it hanging
                     self.stats.act_errors[(jt.name, step.name, "crashed")] += 1
                     log.exception("job %s step %s failed", ctx.job_id, step.name)
-                    await self._finish_failed(ctx, jt, step.error_code, f"{step.name}: {exc}")
+                    await self._finish_failed(ctx, jt, step.error_code, f"{step.name}: {exc}", lease)
                     return
             if not await self._write(_checkpoint, ctx, self.owner, index, step, index == last):
                 self.stats.lost_leases += 1
@@ -500,8 +605,11 @@ class Engine:
         self.stats.succeeded += 1
         self.stats.finished[(jt.name, st.JOB_SUCCESS)] += 1
 
-    async def _finish_failed(self, ctx: JobContext, jt: JobType | None, code: str, reason: str) -> None:
+    async def _finish_failed(self, ctx: JobContext, jt: JobType | None, code: str, reason: str,
+                             lease: _Lease) -> None:
         if jt is not None and jt.cleanup is not None:
+            if not await self._lease_held(ctx, lease):      # cleanup is driver work too
+                return
             try:
                 await jt.cleanup(ctx)
             except Exception:
