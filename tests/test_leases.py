@@ -170,8 +170,11 @@ def test_the_heartbeat_never_waits_for_a_job_row_another_transaction_holds(api, 
         with store.engine.connect() as conn, conn.begin():
             conn.exec_driver_sql("SELECT 1 FROM jobs WHERE job_id = %(j)s FOR UPDATE", {"j": locked})
             before = s.sql(client, lease_until, j=other).scalar()
-            time.sleep(LEASE / 3 * 2)                    # two heartbeats
-            assert s.sql(client, lease_until, j=other).scalar() > before
+            deadline = time.monotonic() + 3 * LEASE      # a heartbeat every LEASE / 3
+            while s.sql(client, lease_until, j=other).scalar() == before:
+                assert time.monotonic() < deadline, "the heartbeat waited for the locked row"
+                time.sleep(0.05)
+            assert row(client, other)["attempts"] == 1     # renewed by a heartbeat, not claimed again
             conn.rollback()
     s.wait_success(api, locked, timeout=10)
     s.wait_success(api, other, timeout=10)
