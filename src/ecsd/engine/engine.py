@@ -4,14 +4,12 @@ A job is a row of ``jobs`` (the same row ``GET /v1/{project_id}/jobs/{job_id}`` 
 declares an ordered list of steps; each step has an idempotent *act* (driver work, awaited) and a
 *record* (database changes) that commits in one transaction with the checkpoint ``step = i + 1``.
 
-* Claim: a worker takes INIT jobs, and RUNNING jobs whose lease has expired (their worker died),
-  by setting ``owner`` and ``lease_until`` (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN
-  IMMEDIATE`` on SQLite). It resumes them at ``step``, the first step not yet checkpointed.
+* Claim, lease, heartbeat (``leases.py``): a worker takes INIT jobs, and RUNNING jobs whose lease
+  has expired (their worker died), by setting ``owner`` and ``lease_until``, and extends the leases
+  of all its jobs with one statement. It resumes a job at ``step``, the first step not yet
+  checkpointed.
 * Fence: every checkpoint and the final status update are ``WHERE job_id = ? AND owner = ?``; a
   worker that lost its lease finds no row and stops before doing more.
-* Heartbeat: one statement per worker extends the leases of all of its jobs. It never waits for a
-  row another transaction holds (``SKIP LOCKED``), so it can neither deadlock with the group commit
-  nor fall behind it; a job skipped once is renewed by the next beat or before its next act.
 * A worker never starts driver work on a lease it cannot vouch for: before each act, a job whose
   last known renewal is more than half a lease old renews its own lease first, and stops if it no
   longer holds it. A claim never takes a job that is still running in the same process.
@@ -32,7 +30,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Container
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +40,7 @@ from sqlalchemy.engine import Connection
 
 from ecsd.domain import clock
 from ecsd.domain import states as st
+from ecsd.engine import leases
 from ecsd.store.db import Store, note_accepted
 from ecsd.store.prepared import Prepared
 from ecsd.store.schema import jobs
@@ -90,74 +89,7 @@ class JobType:
     cleanup: Callable[[JobContext], Awaitable[None]] | None = None
 
 
-@dataclass
-class _Claimed:
-    job_id: str
-    job_type: str
-    project_id: str
-    server_id: str | None
-    parent_id: str | None
-    params: str
-    step: int
-    attempts: int
-    taken_over: bool = False     # its previous worker's lease had expired (not handed back)
-
-
 # --- statements (plain functions of a connection: they run inside Store.run) ----------------------
-
-def _db_now(conn: Connection, is_sqlite: bool) -> float:
-    """Lease clock: the database's on PostgreSQL, so that workers on machines with skewed clocks
-    agree on when a lease has expired; the process's own on SQLite (one host)."""
-    if is_sqlite:
-        return clock.now()
-    return float(conn.execute(select(func.extract("epoch", func.clock_timestamp()))).scalar_one())
-
-
-def _claim(conn: Connection, owner: str, lease: float, limit: int, is_sqlite: bool,
-           live: Container[str] = ()) -> tuple[list[_Claimed], list[str]]:
-    """(jobs claimed, jobs of ``live`` whose lease had run out and were renewed instead). ``live``: the
-    jobs running in this process; one of them found stale (its heartbeat was late) is still running
-    here, and claiming it would run it twice at once."""
-    now = _db_now(conn, is_sqlite)
-    # Two index ranges of ix_jobs_claim (runnable, status, created_at), never a scan of finished jobs:
-    # the oldest new jobs, then running jobs whose worker's lease has expired.
-    fresh = (select(jobs.c.job_id).where(and_(jobs.c.runnable == true(), jobs.c.status == st.JOB_INIT))
-             .order_by(jobs.c.created_at).limit(limit))
-    stale = (select(jobs.c.job_id).where(and_(jobs.c.runnable == true(), jobs.c.status == st.JOB_RUNNING,
-                                              jobs.c.lease_until < now))
-             .order_by(jobs.c.created_at).limit(limit))
-    ids: list[str] = []
-    taken: set[str] = set()      # stale jobs a live owner held: a take-over (None: handed back on shutdown)
-    ours: list[str] = []
-    for pick in (stale.add_columns(jobs.c.owner), fresh.add_columns(jobs.c.owner)):
-        if len(ids) >= limit:
-            break
-        if not is_sqlite:
-            pick = pick.with_for_update(skip_locked=True)
-        for job_id, previous in conn.execute(pick.limit(limit - len(ids))):
-            if previous == owner and job_id in live:
-                ours.append(job_id)
-                continue
-            ids.append(job_id)
-            if previous is not None and previous != owner:
-                taken.add(job_id)
-    if ours:
-        conn.execute(jobs.update().where(and_(jobs.c.job_id.in_(ours), _owned_running(owner)))
-                     .values(lease_until=now + lease))
-    if not ids:
-        return [], ours
-    conn.execute(jobs.update().where(jobs.c.job_id.in_(ids)).values(
-        status=st.JOB_RUNNING, owner=owner, lease_until=now + lease, attempts=jobs.c.attempts + 1,
-        begin_time=func.coalesce(jobs.c.begin_time, now)))
-    rows = conn.execute(select(jobs.c.job_id, jobs.c.job_type, jobs.c.project_id, jobs.c.server_id,
-                               jobs.c.parent_id, jobs.c.params, jobs.c.step, jobs.c.attempts)
-                        .where(jobs.c.job_id.in_(ids))).all()
-    parents = {r.parent_id for r in rows if r.parent_id}
-    if parents:
-        conn.execute(jobs.update().where(and_(jobs.c.job_id.in_(parents), jobs.c.status == st.JOB_INIT))
-                     .values(status=st.JOB_RUNNING, begin_time=func.coalesce(jobs.c.begin_time, now)))
-    return [_Claimed(*r, taken_over=r.job_id in taken) for r in rows], ours
-
 
 @functools.lru_cache(maxsize=32)
 def _fence_statement(columns: tuple[str, ...]):
@@ -260,52 +192,6 @@ class _Interrupted(Exception):
     """The database failed the engine's own bookkeeping of a job (not its step): hand it back."""
 
 
-@dataclass
-class _Lease:
-    """Until when (``time.monotonic()``) a job's lease surely holds: counted from the moment its claim
-    or renewal was sent, so the database's ``lease_until`` is never earlier."""
-
-    until: float
-
-
-def _owned_running(owner: str):
-    # runnable = true and status = 'RUNNING' keep this inside the in-flight range of ix_jobs_claim.
-    return and_(jobs.c.runnable == true(), jobs.c.status == st.JOB_RUNNING, jobs.c.owner == owner)
-
-
-def _heartbeat(conn: Connection, owner: str, lease: float, is_sqlite: bool) -> list[str]:
-    """Extend the leases of this worker's running jobs; returns the jobs renewed.
-
-    PostgreSQL: rows another transaction holds are skipped, not waited for. Waiting is what made
-    this statement deadlock with the group commit (the two lock a worker's job rows in different
-    orders), and the aborted beat let every lease of the worker run out."""
-    now = _db_now(conn, is_sqlite)
-    if is_sqlite:
-        where = _owned_running(owner)
-    else:
-        where = jobs.c.job_id.in_(select(jobs.c.job_id).where(_owned_running(owner))
-                                  .with_for_update(skip_locked=True).scalar_subquery())
-    return list(conn.execute(jobs.update().where(where).values(lease_until=now + lease)
-                             .returning(jobs.c.job_id)).scalars())
-
-
-def _renew(conn: Connection, job_id: str, owner: str, lease: float, is_sqlite: bool) -> bool:
-    """Extend one job's lease if this worker still holds it."""
-    return conn.execute(jobs.update().where(and_(jobs.c.job_id == job_id, _owned_running(owner)))
-                        .values(lease_until=_db_now(conn, is_sqlite) + lease)).rowcount == 1
-
-
-def _hand_back(conn: Connection, job_id: str, owner: str) -> int:
-    """A job whose task ended without finishing it: claimable again at once, from its checkpoint."""
-    return conn.execute(jobs.update().where(and_(jobs.c.job_id == job_id, _owned_running(owner)))
-                        .values(owner=None, lease_until=0.0)).rowcount
-
-
-def _release(conn: Connection, owner: str) -> int:
-    """On graceful shutdown: hand our unfinished jobs back at once instead of waiting for the lease."""
-    return conn.execute(jobs.update().where(_owned_running(owner)).values(owner=None, lease_until=0.0)).rowcount
-
-
 # --- the engine ------------------------------------------------------------------------------------
 
 def queue_state(conn: Connection) -> tuple[int, float | None]:
@@ -347,7 +233,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         # Jobs running here -> their lease as this process knows it.
-        self._live: dict[str, _Lease] = {}
+        self._live: dict[str, leases.Lease] = {}
         self._loops: list[asyncio.Task] = []
         self._accepting = False
         self._idle = asyncio.Event()
@@ -362,7 +248,7 @@ class Engine:
     # lifecycle
     async def start(self) -> None:
         # A worker restarting under its old name takes its own jobs back at once.
-        await self.store.run(_release, self.owner)
+        await self.store.run(leases.release, self.owner)
         self._accepting = True
         self._flusher = asyncio.create_task(self._flush(), name="ecsd-group-commit")
         self._loops = [asyncio.create_task(self._dispatch(), name="ecsd-dispatch"),
@@ -384,7 +270,7 @@ class Engine:
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
-        await self.store.run(_release, self.owner)
+        await self.store.run(leases.release, self.owner)
 
     async def abandon_all(self) -> int:
         """Cancel every job running here and wait until the checkpoints already queued are written.
@@ -401,7 +287,7 @@ class Engine:
         if running:
             # Handed back, as on shutdown: if their rows survive (a restore that is refused), they
             # are claimed again at once instead of staying leased to tasks that no longer exist.
-            await self.store.run(_release, self.owner)
+            await self.store.run(leases.release, self.owner)
             self._wake.set()
         return len(running)
 
@@ -424,11 +310,11 @@ class Engine:
     async def _dispatch(self) -> None:
         while self._accepting:
             free = self.max_inflight - len(self._tasks)
-            claimed: list[_Claimed] = []
+            claimed: list[leases.Claimed] = []
             if free > 0:
                 sent = time.monotonic()
                 try:
-                    claimed, renewed = await self.store.run(_claim, self.owner, self.lease, min(free, 500),
+                    claimed, renewed = await self.store.run(leases.claim, self.owner, self.lease, min(free, 500),
                                                             self.store.is_sqlite, self._live)
                 except Exception:  # database briefly unreachable: retry at the next poll
                     log.exception("claiming jobs failed")
@@ -441,7 +327,7 @@ class Engine:
                 if job.taken_over:
                     stats.takeovers[job.job_type] += 1
                 self._idle.clear()
-                lease = self._live[job.job_id] = _Lease(sent + self.lease)
+                lease = self._live[job.job_id] = leases.Lease(sent + self.lease)
                 task = asyncio.create_task(self._run(job, lease), name=f"job-{job.job_id}")
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
@@ -496,7 +382,7 @@ class Engine:
             await asyncio.sleep(self.lease / 3)
             sent = time.monotonic()
             try:
-                renewed = await self.store.run(_heartbeat, self.owner, self.lease, self.store.is_sqlite)
+                renewed = await self.store.run(leases.heartbeat, self.owner, self.lease, self.store.is_sqlite)
             except Exception:
                 log.exception("lease heartbeat failed")
             else:
@@ -510,14 +396,14 @@ class Engine:
             if lease is not None and lease.until < until:
                 lease.until = until
 
-    async def _lease_held(self, ctx: JobContext, lease: _Lease) -> bool:
+    async def _lease_held(self, ctx: JobContext, lease: leases.Lease) -> bool:
         """Whether this worker may start driver work for the job: yes while at least half of its lease
         is surely left; otherwise only after renewing it (False: another worker holds it now)."""
         if time.monotonic() < lease.until - self.lease / 2:
             return True
         sent = time.monotonic()
         try:
-            held = await self.store.run(_renew, ctx.job_id, self.owner, self.lease, self.store.is_sqlite)
+            held = await self.store.run(leases.renew, ctx.job_id, self.owner, self.lease, self.store.is_sqlite)
         except Exception as exc:
             raise _Interrupted(f"renewing the lease failed: {exc}") from exc
         if held:
@@ -533,7 +419,7 @@ class Engine:
         delay = 0.1
         while True:
             try:
-                await self.store.run(_hand_back, job_id, self.owner)
+                await self.store.run(leases.hand_back, job_id, self.owner)
                 self._wake.set()
                 return
             except Exception:  # noqa: BLE001 - still unreachable: try again
@@ -541,7 +427,7 @@ class Engine:
                 delay = min(delay * 2, self.lease / 3)
 
     # one job
-    async def _run(self, job: _Claimed, lease: _Lease) -> None:
+    async def _run(self, job: leases.Claimed, lease: leases.Lease) -> None:
         running = self.stats.running      # counted here: a task cancelled before it starts never ran
         running[job.job_type] += 1
         try:
@@ -558,7 +444,7 @@ class Engine:
             if self._live.get(job.job_id) is lease:      # (not a new claim of the job handed back)
                 del self._live[job.job_id]
 
-    async def _steps(self, job: _Claimed, lease: _Lease) -> None:
+    async def _steps(self, job: leases.Claimed, lease: leases.Lease) -> None:
         jt = self.types.get(job.job_type)
         ctx = JobContext(job.job_id, job.job_type, job.project_id, job.server_id, job.parent_id,
                          orjson.loads(job.params), job.attempts, self.driver, job.step)
@@ -606,7 +492,7 @@ class Engine:
         self.stats.finished[(jt.name, st.JOB_SUCCESS)] += 1
 
     async def _finish_failed(self, ctx: JobContext, jt: JobType | None, code: str, reason: str,
-                             lease: _Lease) -> None:
+                             lease: leases.Lease) -> None:
         if jt is not None and jt.cleanup is not None:
             if not await self._lease_held(ctx, lease):      # cleanup is driver work too
                 return
