@@ -8,6 +8,7 @@ late heartbeat leaves), and triggers that refuse one checkpoint or every lease r
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -48,8 +49,6 @@ def row(client, job_id: str) -> dict:
 
 
 def steps_recorded(client, job_id: str) -> list[str]:
-    import json
-
     return [e["step"] for e in json.loads("[" + (row(client, job_id)["events"] or "").rstrip(",") + "]")]
 
 
