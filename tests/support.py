@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from ecsd.domain.seed import image_id
 
@@ -19,6 +22,34 @@ FAULTY_DISK = image_id("Test_Faulty_Image_disk_creation")
 FAULTY_BOOT = image_id("Test_Faulty_Image_boot")
 VPC = "3b5a1e2c-8d4f-4e6a-9b7c-1d2e3f4a5b6c"
 SUBNET = "7c8d9e0f-1a2b-4c3d-8e5f-6a7b8c9d0e1f"
+
+T = TypeVar("T")
+
+
+def server_body(image: str = UBUNTU, *, name: str = "srv", flavor: str = "s3.small.1", size: int | None = None,
+                key_name: str | None = None, **extra: Any) -> dict:
+    """A v1 create body: one NIC on the seeded subnet, an SSD system disk (``extra``: more server fields)."""
+    root: dict[str, Any] = {"volumetype": "SSD"}
+    if size is not None:
+        root["size"] = size
+    server: dict[str, Any] = {"name": name, "imageRef": image, "flavorRef": flavor, "vpcid": VPC,
+                              "nics": [{"subnet_id": SUBNET}], "root_volume": root, **extra}
+    if key_name:
+        server["key_name"] = key_name
+    return {"server": server}
+
+
+def at_once(*calls: Callable[[], T]) -> list[T]:
+    """Run every call in a thread of its own, all released at the same moment (a race); their results in
+    the order of the calls. An exception in a call is raised here."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], T]) -> T:
+        barrier.wait(timeout=30)
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
 
 
 def token_request(creds: dict, password: str | None = None, project: str | None = None) -> dict:
@@ -81,13 +112,7 @@ class Api:
 
     def create_servers(self, image: str = UBUNTU, *, count: int = 1, key_name: str | None = None,
                        flavor: str = "s3.small.1", size: int | None = None, name: str = "srv") -> list[str]:
-        root: dict[str, Any] = {"volumetype": "SSD"}
-        if size is not None:
-            root["size"] = size
-        body: dict[str, Any] = {"server": {"name": name, "imageRef": image, "flavorRef": flavor, "vpcid": VPC,
-                                           "nics": [{"subnet_id": SUBNET}], "root_volume": root, "count": count}}
-        if key_name:
-            body["server"]["key_name"] = key_name
+        body = server_body(image, name=name, flavor=flavor, size=size, key_name=key_name, count=count)
         r = self.post("/v1/{pid}/cloudservers", body)
         assert r.status_code == 200, r.text
         job = self.wait_job(r.json()["job_id"])

@@ -6,9 +6,9 @@ the same refusal. The simulated driver gets its budget from ECSD_SIM_MEMORY_BUDG
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
-import threading
 import time
 from typing import Any
 
@@ -163,18 +163,7 @@ def test_nova_create_is_refused_and_min_count_takes_what_fits(capped):
 def test_concurrent_creates_never_pass_the_budget_together(capped):
     api = capped
     api.create_servers(count=2, name="base")
-    results: list = []
-    barrier = threading.Barrier(8)
-
-    def fire(n: int) -> None:
-        barrier.wait()
-        results.append(api.post(CREATE, create_body(f"race{n}")))
-
-    threads = [threading.Thread(target=fire, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = s.at_once(*(functools.partial(api.post, CREATE, create_body(f"race{n}")) for n in range(8)))
     accepted = [r for r in results if r.status_code == 200]
     assert len(accepted) == 1, [r.text for r in results]
     for r in results:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import threading
+import functools
 import time
 
 import pytest
@@ -378,18 +378,8 @@ def test_everything_refused_while_the_change_runs(slow_api):
 def test_concurrent_requests_exactly_one_accepted(slow_api):
     api = slow_api
     sid = stopped_server(api)
-    results: list = []
-    barrier = threading.Barrier(12)
-
-    def fire(image: str) -> None:
-        barrier.wait()
-        results.append(change(api, sid, {"imageid": image}))
-
-    threads = [threading.Thread(target=fire, args=(img,)) for img in [s.DEBIAN, s.CENTOS, s.UBUNTU] * 4]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = s.at_once(*(functools.partial(change, api, sid, {"imageid": image})
+                          for image in [s.DEBIAN, s.CENTOS, s.UBUNTU] * 4))
     accepted = [r for r in results if r.status_code == 200]
     refused = [r for r in results if r.status_code != 200]
     assert len(accepted) == 1

@@ -3,7 +3,7 @@ failures, shared disks on several servers, the system disk, and the Huawei SDK's
 
 from __future__ import annotations
 
-import threading
+import functools
 import time
 import uuid
 
@@ -335,18 +335,7 @@ def test_two_attaches_of_one_disk_exactly_one_accepted(slow_api):
     api = slow_api
     ids = api.create_servers(count=2)
     vid = new_disk(api)
-    results: list = []
-    barrier = threading.Barrier(8)
-
-    def fire(sid: str) -> None:
-        barrier.wait()
-        results.append(attach(api, sid, vid))
-
-    threads = [threading.Thread(target=fire, args=(ids[i % 2],)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = s.at_once(*(functools.partial(attach, api, ids[i % 2], vid) for i in range(8)))
     accepted = [r for r in results if r.status_code == 200]
     assert len(accepted) == 1, [r.text for r in results]
     assert all(r.status_code == 400 and r.json()["error"]["code"] in ("Ecs.0100", "Ecs.0103")

@@ -34,7 +34,7 @@ from ecsd.drivers.local.helpers import GATE, argv0, boot_id, is_mounted, same_pr
 from ecsd.drivers.local.images import FILE_KEY, import_image
 from tests import local_images
 from tests.procs import ECSD, Client, Proc, free_port, read_json
-from tests.support import SUBNET, VPC
+from tests.support import server_body
 
 pytestmark = pytest.mark.slow
 
@@ -236,9 +236,7 @@ def test_kill_9_at_every_change_os_step(tmp_path):
     started = time.monotonic()
     try:
         client = svc.start()
-        r = client.post("/v1/{pid}/cloudservers", {"server": {
-            "name": "crash", "imageRef": ids["A"], "flavorRef": "s3.small.1", "vpcid": VPC,
-            "nics": [{"subnet_id": SUBNET}], "root_volume": {"volumetype": "SSD"}}})
+        r = client.post("/v1/{pid}/cloudservers", server_body(ids["A"], name="crash"))
         assert r.status_code == 200, r.text
         job = client.wait(r.json()["job_id"], timeout=180)
         assert job["status"] == "SUCCESS", job

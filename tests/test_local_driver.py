@@ -25,7 +25,7 @@ from ecsd.drivers.local.disks import fuse_usable
 from ecsd.drivers.local.images import FILE_KEY, import_image, register
 from tests import local_images
 from tests import support as s
-from tests.support import SUBNET, VPC, Api, assert_error
+from tests.support import Api, assert_error, server_body
 from tests.support import wait_success as _wait
 
 pytestmark = pytest.mark.slow
@@ -405,9 +405,7 @@ def test_change_os_boots_the_new_image_with_the_new_key(local_settings, creds, o
         key1 = api.keypair("kp1")["public_key"].strip()
         key2 = api.keypair("kp2")["public_key"].strip()
 
-        r = api.post("/v1/{pid}/cloudservers", {"server": {
-            "name": "real", "imageRef": rows["A"]["id"], "flavorRef": "s3.small.1", "vpcid": VPC,
-            "nics": [{"subnet_id": SUBNET}], "root_volume": {"volumetype": "SSD"}, "key_name": "kp1"}})
+        r = api.post("/v1/{pid}/cloudservers", server_body(rows["A"]["id"], name="real", key_name="kp1"))
         assert r.status_code == 200, r.text
         created = _wait(api, r.json()["job_id"], 120)
         sid = created["entities"]["sub_jobs"][0]["entities"]["server_id"]
@@ -481,9 +479,7 @@ def test_images_this_driver_cannot_boot_are_refused_and_not_listed(local_setting
         disks = api.get(f"/v1/{{pid}}/cloudservers/{sid}/block_device").json()
         for path, body in ((f"/v1/{{pid}}/cloudservers/{sid}/changeos", {"os-change": {"imageid": s.DEBIAN}}),
                            (f"/v2/{{pid}}/cloudservers/{sid}/changeos", {"os-change": {"imageid": s.DEBIAN}}),
-                           ("/v1/{pid}/cloudservers", {"server": {
-                               "name": "x", "imageRef": s.DEBIAN, "flavorRef": "s3.small.1", "vpcid": VPC,
-                               "nics": [{"subnet_id": SUBNET}], "root_volume": {"volumetype": "SSD"}}})):
+                           ("/v1/{pid}/cloudservers", server_body(s.DEBIAN, name="x"))):
             err = assert_error(api.post(path, body), 400, "Ecs.0007")
             assert "local driver" in err["message"], err
         after = api.server(sid)
@@ -511,9 +507,7 @@ def test_change_os_to_an_image_that_does_not_boot_fails(local_settings, creds, o
         api = Api(client, creds)
         driver = client.app.state.services.driver
         assert driver.options.boot_marker is None
-        r = api.post("/v1/{pid}/cloudservers", {"server": {
-            "name": "broken", "imageRef": rows["A"]["id"], "flavorRef": "s3.small.1", "vpcid": VPC,
-            "nics": [{"subnet_id": SUBNET}], "root_volume": {"volumetype": "SSD"}}})
+        r = api.post("/v1/{pid}/cloudservers", server_body(rows["A"]["id"], name="broken"))
         assert r.status_code == 200, r.text
         created = _wait(api, r.json()["job_id"], 120)
         sid = created["entities"]["sub_jobs"][0]["entities"]["server_id"]

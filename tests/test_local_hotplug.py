@@ -21,7 +21,7 @@ from ecsd.drivers.local import LocalDriver, LocalOptions, hotplug
 from ecsd.drivers.local.images import import_image
 from ecsd.drivers.local.qemu import qmp
 from tests import local_images
-from tests.support import SUBNET, VPC, Api
+from tests.support import Api, server_body
 from tests.test_local_driver import _import, _wait, cmdline, local_settings, new_id, os_files, run  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -123,10 +123,8 @@ def test_attach_and_detach_jobs_hot_plug_a_running_server(local_settings, creds,
     with TestClient(create_app(local_settings), raise_server_exceptions=False) as client:
         api = Api(client, creds)
         driver = client.app.state.services.driver
-        r = api.post("/v1/{pid}/cloudservers", {"server": {
-            "name": "hot", "imageRef": rows["A"]["id"], "flavorRef": "s3.small.1", "vpcid": VPC,
-            "nics": [{"subnet_id": SUBNET}], "root_volume": {"volumetype": "SSD"},
-            "data_volumes": [{"volumetype": "SSD", "size": 10}]}})
+        r = api.post("/v1/{pid}/cloudservers", server_body(
+            rows["A"]["id"], name="hot", data_volumes=[{"volumetype": "SSD", "size": 10}]))
         assert r.status_code == 200, r.text
         sid = _wait(api, r.json()["job_id"], 120)["entities"]["sub_jobs"][0]["entities"]["server_id"]
         disks = api.get(f"/v1/{{pid}}/cloudservers/{sid}/block_device").json()["volumeAttachments"]

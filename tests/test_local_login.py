@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 from ecsd.drivers.local import LocalDriver, LocalOptions, demo
 from ecsd.drivers.local import network as net
 from tests import local_images
-from tests.support import SUBNET, VPC, Api
+from tests.support import VPC, Api, server_body
 from tests.support import wait_success as wait
 
 pytestmark = pytest.mark.slow
@@ -77,9 +77,8 @@ def test_log_in_change_os_log_in_again(demo_settings, creds, tmp_path):
                 fh.write(pair["private_key"])
 
         t0 = time.monotonic()
-        r = api.post("/v1/{pid}/cloudservers", {"server": {
-            "name": "debian", "imageRef": bookworm, "flavorRef": "s3.large.2", "vpcid": VPC,
-            "nics": [{"subnet_id": SUBNET}], "root_volume": {"volumetype": "SSD"}, "key_name": "key1"}})
+        r = api.post("/v1/{pid}/cloudservers", server_body(bookworm, name="debian", flavor="s3.large.2",
+                                                           key_name="key1"))
         assert r.status_code == 200, r.text
         created = wait(api, r.json()["job_id"], 600)
         took_create = time.monotonic() - t0
@@ -143,9 +142,7 @@ def test_without_bridges_ssh_goes_through_the_forwarded_port(demo_settings, cred
         key = str(tmp_path / "key1")
         with open(os.open(key, os.O_WRONLY | os.O_CREAT, 0o600), "w") as fh:
             fh.write(pair["private_key"])
-        r = api.post("/v1/{pid}/cloudservers", {"server": {
-            "name": "debian-user", "imageRef": bookworm, "flavorRef": "s3.small.1", "vpcid": VPC,
-            "nics": [{"subnet_id": SUBNET}], "root_volume": {"volumetype": "SSD"}, "key_name": "key1"}})
+        r = api.post("/v1/{pid}/cloudservers", server_body(bookworm, name="debian-user", key_name="key1"))
         assert r.status_code == 200, r.text
         sid = wait(api, r.json()["job_id"], 600)["entities"]["sub_jobs"][0]["entities"]["server_id"]
         server = api.server(sid)

@@ -457,7 +457,7 @@ def test_a_local_server_s_console_is_its_own_qemu_display(local_settings, creds)
     from ecsd.drivers.local.images import import_image, register
     from ecsd.store.db import Store
     from tests import local_images
-    from tests.support import SUBNET, VPC, Api
+    from tests.support import Api, server_body
 
     root = os.path.join(local_settings.data_dir, "local")
     row = import_image(os.path.join(root, "images"), local_images.os_image("A"), name="ecsd-test-os-A")
@@ -467,9 +467,7 @@ def test_a_local_server_s_console_is_its_own_qemu_display(local_settings, creds)
     store.close()
     with TestClient(create_app(local_settings), raise_server_exceptions=False) as client:
         api = Api(client, creds)
-        r = api.post("/v1/{pid}/cloudservers", {"server": {
-            "name": "vnc-local", "imageRef": row["id"], "flavorRef": "s3.small.1", "vpcid": VPC,
-            "nics": [{"subnet_id": SUBNET}], "root_volume": {"volumetype": "SSD"}}})
+        r = api.post("/v1/{pid}/cloudservers", server_body(row["id"], name="vnc-local"))
         assert r.status_code == 200, r.text
         job = api.wait_job(r.json()["job_id"], timeout=120)
         assert job["status"] == "SUCCESS", job

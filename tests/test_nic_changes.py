@@ -3,8 +3,8 @@ virtual IPs to a NIC (issue 13), on SQLite and PostgreSQL; the official SDKs aga
 
 from __future__ import annotations
 
+import functools
 import json
-import threading
 import time
 
 import pytest
@@ -167,18 +167,7 @@ def test_the_nics_are_chosen_at_acceptance(slow_api):
 def test_concurrent_adds_exactly_one_accepted(slow_api):
     api = slow_api
     sid, _primary = server(api)
-    results: list = []
-    barrier = threading.Barrier(8)
-
-    def fire() -> None:
-        barrier.wait()
-        results.append(add(api, sid, {"subnet_id": s.SUBNET}))
-
-    threads = [threading.Thread(target=fire) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = s.at_once(*[functools.partial(add, api, sid, {"subnet_id": s.SUBNET})] * 8)
     accepted = [r for r in results if r.status_code == 200]
     assert len(accepted) == 1, [r.text for r in results]
     assert all(r.json()["error"]["code"] == "Ecs.0100" for r in results if r.status_code != 200)

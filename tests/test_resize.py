@@ -3,7 +3,7 @@ target-flavor list; every refusal, state gates, quotas, failures; the official S
 
 from __future__ import annotations
 
-import threading
+import functools
 import time
 
 import pytest
@@ -145,18 +145,7 @@ def test_the_status_is_resize_and_everything_else_waits(api):
 def test_concurrent_resizes_exactly_one_accepted(slow_api):
     api = slow_api
     sid = stopped_server(api)
-    results: list = []
-    barrier = threading.Barrier(8)
-
-    def fire(flavor: str) -> None:
-        barrier.wait()
-        results.append(resize(api, sid, flavor))
-
-    threads = [threading.Thread(target=fire, args=(f,)) for f in ["s3.medium.2", "s3.large.2"] * 4]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = s.at_once(*(functools.partial(resize, api, sid, f) for f in ["s3.medium.2", "s3.large.2"] * 4))
     accepted = [r for r in results if r.status_code == 200]
     assert len(accepted) == 1
     assert all(r.json()["error"]["code"] == "Ecs.0100" for r in results if r.status_code != 200)

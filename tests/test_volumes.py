@@ -3,7 +3,7 @@ failures through the emulator's faults, and the real huaweicloudsdkevs client ag
 
 from __future__ import annotations
 
-import threading
+import functools
 import time
 import uuid
 
@@ -275,19 +275,8 @@ def test_a_disk_in_a_job_cannot_be_deleted_and_concurrent_deletes_exactly_one_ac
         assert show(api, vid)["status"] == "creating"
         assert "in progress" in assert_error(api.delete(ONE % vid), 400, "EVS.1046")["message"]
     assert api.wait_job(job_id)["status"] == "SUCCESS"
-    results: list = []
-    barrier = threading.Barrier(8)
-
-    def fire() -> None:
-        barrier.wait()
-        results.append(api.delete(ONE % vid))
-
     with held(api):
-        threads = [threading.Thread(target=fire) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = s.at_once(*[functools.partial(api.delete, ONE % vid)] * 8)
         accepted = [r for r in results if r.status_code == 202]
         assert len(accepted) == 1, [r.text for r in results]
         for r in results:
